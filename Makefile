@@ -1,0 +1,49 @@
+# The traffic allocation service. `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv protos check-protos demo serve test lint fmt bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml clients/pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ./clients -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## make .venv with the pinned dependencies
+
+protos: $(STAMP) ## regenerate clients/trafficalloc from protos/
+	$(PY) scripts/gen_protos.py
+
+check-protos: protos ## fail if the committed generated code is stale
+	git diff --exit-code -- clients/trafficalloc
+
+demo: $(STAMP) ## run a realistic day end to end on an embedded Redis, then shut down
+	$(PY) -m allocator.demo
+
+serve: $(STAMP) ## run the server in the foreground (embedded Redis unless ALLOCATOR_REDIS_URL is set)
+	$(PY) -m allocator.server
+
+test: $(STAMP) ## run the unit and integration tests
+	$(PY) -m pytest -q
+
+lint: $(STAMP) ## ruff and mypy on hand-written code
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy allocator clients/allocator_client bench
+
+fmt: $(STAMP) ## format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP) ## the solve benchmark on a 1M-arc instance (prints JSON)
+	$(PY) -m bench.solve --merchants 20000 --nodes 5000 --arcs-per-merchant 50 --contention 0.9 --seed 1 --json
+
+clean: ## remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-out var

@@ -1,0 +1,1 @@
+"""The public-domain traffic allocation service (server side)."""

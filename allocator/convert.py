@@ -1,0 +1,75 @@
+"""Conversions between the API's messages and the domain types (the edge; no gRPC runtime here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from trafficalloc.v1 import allocator_pb2 as pb
+
+from allocator.domain import Channel, Eligibility, Program, Redemption, Rules, SupplyNode
+
+
+def parse_date(text: str) -> dt.date:
+    """Strict YYYY-MM-DD (raises ValueError)."""
+    if len(text) != 10:
+        raise ValueError(f"{text!r} is not a date in YYYY-MM-DD form")
+    return dt.date.fromisoformat(text)
+
+
+def redemption_from_pb(m: pb.Redemption) -> Redemption:
+    return Redemption(
+        redemption_id=m.redemption_id,
+        merchant_id=m.merchant_id,
+        program=Program(m.program),
+        points=int(m.points),
+        channels=tuple(Channel(c) for c in m.channels),
+        flight_start=parse_date(m.flight_start_date),
+        flight_end=parse_date(m.flight_end_date),
+        regions=tuple(m.regions),
+        quality=tuple((Channel(q.channel), float(q.score)) for q in m.quality),
+        active=m.status == pb.REDEMPTION_STATUS_ACTIVE,
+    )
+
+
+def eligibility_from_pb(m: pb.DailyPromotionEligibility) -> Eligibility:
+    return Eligibility(
+        merchant_id=m.merchant_id,
+        weight=float(m.weight),
+        regions=tuple(m.regions),
+        valid_from=parse_date(m.valid_from_date),
+        valid_to=parse_date(m.valid_to_date),
+        channels=tuple(Channel(c) for c in m.channels),
+    )
+
+
+def nodes_from_pb(date: dt.date, inventory: pb.GetInventoryResponse, rules: Rules) -> list[SupplyNode]:
+    """The date's supply nodes with prices resolved (0 means the channel's configured default)."""
+    return [
+        SupplyNode(
+            date=date,
+            hour=n.hour,
+            channel=Channel(n.channel),
+            region=n.region,
+            capacity=int(n.capacity_impressions),
+            price=int(n.price_points_per_mille) or rules.default_price[Channel(n.channel)],
+        )
+        for n in inventory.nodes
+    ]
+
+
+def rules_to_pb(rules: Rules) -> pb.GetRulesResponse:
+    return pb.GetRulesResponse(
+        programs=[
+            pb.ProgramRule(program=int(p), channels=sorted(int(c) for c in cs))
+            for p, cs in sorted(rules.program_channels.items())
+        ],
+        channels=[
+            pb.ChannelRule(
+                channel=int(c),
+                default_price_points_per_mille=rules.default_price[c],
+                daily_promotion_share=rules.free_share.get(c, 0.0),
+            )
+            for c in Channel
+        ],
+        daily_promotion_quota_per_weight=rules.free_quota_per_weight,
+    )

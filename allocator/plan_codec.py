@@ -1,0 +1,215 @@
+"""A solved plan as one binary blob (numpy .npz, no pickle) and its decoded, query-ready form.
+
+Plans are immutable and content-addressed, so a decoded PlanView can be cached in memory forever
+under its id: no invalidation is ever needed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from allocator.domain import I8, I32, I64, F64, Plan, Problem, ProblemInputs
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """Everything the queries need, with ids and node labels resolved."""
+
+    arrays: dict[str, np.ndarray]
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.arrays[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def build_stored_plan(inputs: ProblemInputs, problem: Problem, plan: Plan) -> StoredPlan:
+    regions = sorted({n.region for n in inputs.nodes})
+    region_index = {r: i for i, r in enumerate(regions)}
+    reds, eligs, nodes = inputs.redemptions, inputs.eligibility, inputs.nodes
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array([FORMAT_VERSION], dtype=np.int32),
+        "regions": np.array(regions, dtype=str),
+        "node_date": np.array([n.date.toordinal() for n in nodes], dtype=np.int32),
+        "node_hour": np.array([n.hour for n in nodes], dtype=np.int8),
+        "node_channel": np.array([int(n.channel) for n in nodes], dtype=np.int8),
+        "node_region": np.array([region_index[n.region] for n in nodes], dtype=np.int32),
+        "node_capacity": problem.node_capacity,
+        "node_price": problem.node_price,
+        "demand_redemption": np.array([r.redemption_id for r in reds], dtype=str),
+        "demand_merchant": np.array([r.merchant_id for r in reds], dtype=str),
+        "demand_program": problem.demand_program,
+        "demand_total_points": np.array([r.points for r in reds], dtype=np.int64),
+        "demand_flight_start": np.array([r.flight_start.toordinal() for r in reds], dtype=np.int32),
+        "demand_flight_end": np.array([r.flight_end.toordinal() for r in reds], dtype=np.int32),
+        "demand_due": problem.demand_points,
+        "demand_delivered": plan.demand_delivered,
+        "demand_under": plan.demand_under,
+        "paid_demand": plan.paid_demand,
+        "paid_node": plan.paid_node,
+        "paid_points": plan.paid_points,
+        "paid_impressions": plan.paid_impressions,
+        "free_merchant_ids": np.array([e.merchant_id for e in eligs], dtype=str),
+        "free_weight": problem.free_weight,
+        "free_merchant": plan.free_merchant,
+        "free_node": plan.free_node,
+        "free_impressions": plan.free_impressions,
+    }
+    return StoredPlan(arrays)
+
+
+def encode_plan(stored: StoredPlan) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **stored.arrays)
+    return buf.getvalue()
+
+
+def decode_plan(data: bytes) -> StoredPlan:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return StoredPlan({k: npz[k] for k in npz.files})
+
+
+@dataclass(frozen=True)
+class Cell:
+    channel: int
+    hour: int
+    region: str
+    impressions: int
+    points: int
+    redemption_id: str
+
+
+@dataclass(frozen=True)
+class MerchantDay:
+    paid: list[Cell]
+    free: list[Cell]
+    points_due: int
+    points_delivered: int
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    merchant_id: str
+    redemption_id: str
+    impressions: int
+    points: int
+    free: bool
+
+
+class PlanView:
+    """Indexes over a StoredPlan, built once, answering merchant and node queries."""
+
+    def __init__(self, stored: StoredPlan) -> None:
+        self.s = stored
+
+    @cached_property
+    def _demands_of(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for d, m in enumerate(self.s.demand_merchant.tolist()):
+            out.setdefault(m, []).append(d)
+        return out
+
+    @cached_property
+    def _free_of(self) -> dict[str, int]:
+        return {m: f for f, m in enumerate(self.s.free_merchant_ids.tolist())}
+
+    @cached_property
+    def _paid_by_demand(self) -> tuple[I64, I64]:
+        order = np.argsort(self.s.paid_demand, kind="stable")
+        return order, np.searchsorted(self.s.paid_demand[order], np.arange(len(self.s.demand_merchant) + 1))
+
+    @cached_property
+    def _free_by_merchant(self) -> tuple[I64, I64]:
+        order = np.argsort(self.s.free_merchant, kind="stable")
+        return order, np.searchsorted(self.s.free_merchant[order], np.arange(len(self.s.free_merchant_ids) + 1))
+
+    @cached_property
+    def _node_index(self) -> dict[tuple[int, int, int, str], int]:
+        regions = self.s.regions.tolist()
+        return {
+            (int(d), int(h), int(c), regions[r]): i
+            for i, (d, h, c, r) in enumerate(
+                zip(self.s.node_date, self.s.node_hour, self.s.node_channel, self.s.node_region, strict=True)
+            )
+        }
+
+    def has_merchant(self, merchant_id: str) -> bool:
+        return merchant_id in self._demands_of or merchant_id in self._free_of
+
+    def node(self, date: dt.date, hour: int, channel: int, region: str) -> int | None:
+        return self._node_index.get((date.toordinal(), hour, channel, region))
+
+    def merchant_day(self, merchant_id: str, date: dt.date) -> MerchantDay:
+        day = date.toordinal()
+        paid: list[Cell] = []
+        due = delivered = 0
+        order, starts = self._paid_by_demand
+        for d in self._demands_of.get(merchant_id, []):
+            due += self._due_on(d, day)
+            idx = order[starts[d] : starts[d + 1]]
+            idx = idx[self.s.node_date[self.s.paid_node[idx]] == day]
+            delivered += int(self.s.paid_points[idx].sum())
+            rid = str(self.s.demand_redemption[d])
+            paid += self._cells(self.s.paid_node[idx], self.s.paid_impressions[idx], self.s.paid_points[idx], rid)
+        free: list[Cell] = []
+        f = self._free_of.get(merchant_id)
+        if f is not None:
+            forder, fstarts = self._free_by_merchant
+            idx = forder[fstarts[f] : fstarts[f + 1]]
+            idx = idx[self.s.node_date[self.s.free_node[idx]] == day]
+            zeros = np.zeros(len(idx), dtype=np.int64)
+            free = self._cells(self.s.free_node[idx], self.s.free_impressions[idx], zeros, "")
+        key = lambda c: (c.channel, c.hour, c.region, c.redemption_id)  # noqa: E731
+        return MerchantDay(sorted(paid, key=key), sorted(free, key=key), due, delivered)
+
+    def node_entries(self, node: int) -> list[NodeEntry]:
+        """Everyone on a node, largest first (ties by merchant id)."""
+        s = self.s
+        paid = np.flatnonzero(s.paid_node == node)
+        free = np.flatnonzero(s.free_node == node)
+        entries = [
+            NodeEntry(
+                str(s.demand_merchant[s.paid_demand[i]]),
+                str(s.demand_redemption[s.paid_demand[i]]),
+                int(s.paid_impressions[i]),
+                int(s.paid_points[i]),
+                False,
+            )
+            for i in paid
+        ]
+        entries += [
+            NodeEntry(str(s.free_merchant_ids[s.free_merchant[i]]), "", int(s.free_impressions[i]), 0, True)
+            for i in free
+        ]
+        return sorted((e for e in entries if e.impressions > 0 or e.points > 0),
+                      key=lambda e: (-e.impressions, e.merchant_id, e.redemption_id))  # fmt: skip
+
+    def _due_on(self, d: int, day: int) -> int:
+        """Points of demand d due on one day: the same cumulative pro-rata split the problem builder uses."""
+        start, end, points = int(self.s.demand_flight_start[d]), int(self.s.demand_flight_end[d]), int(
+            self.s.demand_total_points[d]
+        )
+        if not start <= day <= end:
+            return 0
+        n, k = end - start + 1, day - start
+        return points * (k + 1) // n - points * k // n
+
+    def _cells(self, nodes: I32, impressions: I64, points: I64, rid: str) -> list[Cell]:
+        regions = self.s.regions.tolist()
+        return [
+            Cell(int(self.s.node_channel[n]), int(self.s.node_hour[n]), regions[int(self.s.node_region[n])],
+                 int(i), int(p), rid)  # fmt: skip
+            for n, i, p in zip(nodes, impressions, points, strict=True)
+            if i > 0 or p > 0
+        ]
+
+
+__all__ = ["F64", "I8", "MerchantDay", "NodeEntry", "PlanView", "StoredPlan", "build_stored_plan"]

@@ -1,0 +1,280 @@
+"""Solve orchestration: read inputs from Redis, fingerprint them, solve once, cache, activate.
+
+An unchanged problem is never solved twice: the plan id is the sha256 of the inputs, the rules and
+the parameters, and a stored summary is a cache hit. Concurrent identical solves run one solve: a lock
+per plan id inside the process, and a Redis lock across replicas (the others wait for the summary).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from google.protobuf import timestamp_pb2
+from trafficalloc.v1 import allocator_pb2 as pb
+
+from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb
+from allocator.domain import ProblemInputs, Rules, SolveParams, SupplyNode
+from allocator.errors import FailedPrecondition, NotFound, Unavailable
+from allocator.optimise import solve
+from allocator.plan_codec import PlanView, build_stored_plan, decode_plan, encode_plan
+from allocator.problem import build_problem
+from allocator.rules import rules_to_json
+from allocator.store.plans import PlanStore
+from allocator.store.records import RecordStore
+from allocator.summary import plan_figures
+from allocator.validate import assert_plan_feasible
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SolveOutcome:
+    summary: pb.PlanSummary
+    cache_hit: bool
+
+
+@dataclass(frozen=True)
+class RawInputs:
+    """Inputs as stored bytes: hashed for the fingerprint, parsed only on a cache miss."""
+
+    dates: tuple[dt.date, ...]
+    inventories: tuple[bytes, ...]
+    redemptions: dict[bytes, bytes]
+    eligibility: dict[bytes, bytes]
+
+
+class Planner:
+    def __init__(
+        self,
+        records: RecordStore,
+        plans: PlanStore,
+        rules: Rules,
+        params: SolveParams,
+        *,
+        lock_ttl_ms: int = 600_000,
+        validate: bool = False,
+        view_cache_size: int = 4,
+    ) -> None:
+        self.records, self.plans, self.rules, self.params = records, plans, rules, params
+        self._lock_ttl_ms = lock_ttl_ms
+        self._validate = validate
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._views: OrderedDict[str, PlanView] = OrderedDict()
+        self._view_cache_size = view_cache_size
+
+    # ---- solve -------------------------------------------------------------------------------
+
+    def solve(self, dates: tuple[dt.date, ...], *, dry_run: bool, time_limit_s: float) -> SolveOutcome:
+        params = dataclasses.replace(self.params, time_limit_s=time_limit_s or self.params.time_limit_s)
+        raw = self._read_inputs(dates)
+        plan_id = self.fingerprint(raw, params)
+        outcome = self._cached(plan_id)
+        if outcome is None:
+            with self._local_lock(plan_id):
+                outcome = self._cached(plan_id) or self._solve_once(plan_id, raw, params)
+        if not dry_run:
+            self.activate(plan_id, request_id=f"solve-{uuid.uuid4().hex}")
+        summary = self.summary(plan_id)
+        return SolveOutcome(summary=_with_flag(summary, cache_hit=outcome.cache_hit), cache_hit=outcome.cache_hit)
+
+    def fingerprint(self, raw: RawInputs, params: SolveParams) -> str:
+        h = hashlib.sha256()
+        h.update(b"allocator-plan/1\x00")
+        h.update(rules_to_json(self.rules).encode())
+        h.update(json.dumps(dataclasses.asdict(params), sort_keys=True).encode())
+        for date, inv in zip(raw.dates, raw.inventories, strict=True):
+            h.update(date.isoformat().encode())
+            h.update(hashlib.sha256(inv).digest())
+        for table in (raw.redemptions, raw.eligibility):
+            h.update(b"\x01")
+            for key in sorted(table):
+                h.update(hashlib.sha256(key + b"\x00" + table[key]).digest())
+        return h.hexdigest()[:32]
+
+    def _read_inputs(self, dates: tuple[dt.date, ...]) -> RawInputs:
+        inventories = []
+        missing = []
+        for d in dates:
+            raw = self.records.inventory_bytes(d.isoformat())
+            if raw is None:
+                missing.append(d.isoformat())
+            inventories.append(raw or b"")
+        if missing:
+            raise FailedPrecondition(
+                f"no inventory published for {', '.join(missing)}; publish it before solving",
+                violations=[("inventory", f"missing for {d}") for d in missing],
+            )
+        return RawInputs(
+            dates=dates,
+            inventories=tuple(inventories),
+            redemptions=self.records.all_redemption_bytes(),
+            eligibility=self.records.all_eligibility_bytes(),
+        )
+
+    def _cached(self, plan_id: str) -> SolveOutcome | None:
+        raw = self.plans.summary(plan_id)
+        return None if raw is None else SolveOutcome(pb.PlanSummary.FromString(raw), cache_hit=True)
+
+    def _solve_once(self, plan_id: str, raw: RawInputs, params: SolveParams) -> SolveOutcome:
+        token = self.plans.try_lock(plan_id, self._lock_ttl_ms)
+        while token is None:  # another replica solves the same inputs: wait for its summary
+            deadline = time.monotonic() + self._lock_ttl_ms / 1000
+            while self.plans.locked(plan_id) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            cached = self._cached(plan_id)
+            if cached is not None:
+                return cached
+            token = self.plans.try_lock(plan_id, self._lock_ttl_ms)
+        try:
+            cached = self._cached(plan_id)
+            if cached is not None:
+                return cached
+            summary, data = self._compute(plan_id, raw, params)
+            self.plans.save(plan_id, summary.SerializeToString(), data)
+            return SolveOutcome(summary, cache_hit=False)
+        finally:
+            self.plans.unlock(plan_id, token)
+
+    def _compute(self, plan_id: str, raw: RawInputs, params: SolveParams) -> tuple[pb.PlanSummary, bytes]:
+        inputs = self.problem_inputs(raw)
+        problem = build_problem(inputs, params)
+        plan = solve(problem, params)
+        if self._validate:
+            assert_plan_feasible(inputs, problem, plan)
+        stored = build_stored_plan(inputs, problem, plan)
+        figures = plan_figures(problem, plan)
+        summary = _summary_pb(plan_id, raw.dates, plan, figures)
+        logger.info(
+            "solved plan %s: status=%s demands=%d nodes=%d arcs=%d solve=%.3fs",
+            plan_id, plan.status.name, figures.demands, figures.nodes, figures.arcs, plan.solve_seconds,
+        )  # fmt: skip
+        return summary, encode_plan(stored)
+
+    def problem_inputs(self, raw: RawInputs) -> ProblemInputs:
+        first, last = raw.dates[0], raw.dates[-1]
+        nodes: list[SupplyNode] = []
+        for d, inv in zip(raw.dates, raw.inventories, strict=True):
+            nodes += nodes_from_pb(d, pb.GetInventoryResponse.FromString(inv), self.rules)
+        reds = [redemption_from_pb(pb.Redemption.FromString(v)) for _, v in sorted(raw.redemptions.items())]
+        eligs = [
+            eligibility_from_pb(pb.DailyPromotionEligibility.FromString(v))
+            for _, v in sorted(raw.eligibility.items())
+        ]
+        return ProblemInputs(
+            dates=raw.dates,
+            nodes=tuple(nodes),
+            redemptions=tuple(r for r in reds if r.active and r.flight_start <= last and r.flight_end >= first),
+            eligibility=tuple(e for e in eligs if e.valid_from <= last and e.valid_to >= first),
+            rules=self.rules,
+        )
+
+    # ---- plans -------------------------------------------------------------------------------
+
+    def summary(self, plan_id: str) -> pb.PlanSummary:
+        raw = self.plans.summary(plan_id)
+        if raw is None:
+            raise NotFound(f"plan {plan_id!r} not found (unknown or expired)", resource=("plan", plan_id))
+        summary = pb.PlanSummary.FromString(raw)
+        dates = _dates_of(summary)
+        active = self.plans.active(dates)
+        return _with_flag(summary, active=all(a == plan_id for a in active))
+
+    def activate(self, plan_id: str, request_id: str) -> tuple[pb.PlanSummary, list[str]]:
+        summary = self.summary(plan_id)  # NOT_FOUND for unknown plans, before any write
+        dates = _dates_of(summary)
+        previous = self.plans.active(dates)
+        response = json.dumps(previous).encode()
+        digest = hashlib.sha256(plan_id.encode()).hexdigest()
+        result = self.plans.activate(request_id, digest, plan_id, dates, response)
+        self.plans.touch(plan_id)
+        return self.summary(plan_id), json.loads(result.response)
+
+    def active_plan_id(self, date: dt.date) -> str:
+        (plan_id,) = self.plans.active([date.isoformat()])
+        if not plan_id:
+            raise NotFound(f"no active plan for {date.isoformat()}; run Solve", resource=("plan", date.isoformat()))
+        return plan_id
+
+    def view(self, plan_id: str) -> PlanView:
+        with self._guard:
+            view = self._views.get(plan_id)
+            if view is not None:
+                self._views.move_to_end(plan_id)
+                return view
+        data = self.plans.data(plan_id)
+        if data is None:
+            raise NotFound(f"plan {plan_id!r} not found (unknown or expired)", resource=("plan", plan_id))
+        view = PlanView(decode_plan(data))
+        with self._guard:
+            self._views[plan_id] = view
+            while len(self._views) > self._view_cache_size:
+                self._views.popitem(last=False)
+        return view
+
+    def _local_lock(self, plan_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(plan_id, threading.Lock())
+
+
+def _dates_of(summary: pb.PlanSummary) -> list[str]:
+    start, end = dt.date.fromisoformat(summary.start_date), dt.date.fromisoformat(summary.end_date)
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def _with_flag(summary: pb.PlanSummary, **flags: bool) -> pb.PlanSummary:
+    out = pb.PlanSummary()
+    out.CopyFrom(summary)
+    for name, value in flags.items():
+        setattr(out, name, value)
+    return out
+
+
+def _summary_pb(plan_id: str, dates: tuple[dt.date, ...], plan, figures) -> pb.PlanSummary:  # type: ignore[no-untyped-def]
+    created = timestamp_pb2.Timestamp()
+    created.GetCurrentTime()
+    return pb.PlanSummary(
+        plan_id=plan_id,
+        start_date=dates[0].isoformat(),
+        end_date=dates[-1].isoformat(),
+        status=int(plan.status),
+        status_detail=plan.status_detail,
+        objective=pb.ObjectiveParts(value=plan.value, under_delivery_penalty=plan.penalty, total=plan.objective),
+        programs=[
+            pb.ProgramDelivery(
+                program=int(p.program), redemptions=p.redemptions, points_due=p.points_due,
+                points_delivered=p.points_delivered, points_under_delivered=p.points_under_delivered,
+                impressions=p.impressions,
+            )
+            for p in figures.programs
+        ],  # fmt: skip
+        channels=[
+            pb.ChannelFill(
+                channel=int(c.channel), capacity_impressions=c.capacity_impressions,
+                paid_impressions=c.paid_impressions, free_impressions=c.free_impressions, fill_rate=c.fill_rate,
+            )
+            for c in figures.channels
+        ],  # fmt: skip
+        free_impressions=figures.free_impressions,
+        free_merchants=figures.free_merchants,
+        free_min_level=figures.free_min_level,
+        free_jain_index=figures.free_jain,
+        supply_nodes=figures.nodes,
+        demands=figures.demands,
+        arcs=figures.arcs,
+        build_seconds=plan.build_seconds,
+        solve_seconds=plan.solve_seconds,
+        create_time=created,
+    )
+
+
+__all__ = ["Planner", "SolveOutcome", "Unavailable"]

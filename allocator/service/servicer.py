@@ -1,0 +1,322 @@
+"""AllocatorService: validate -> call the stores and the planner -> map to messages.
+
+Each method is thin; every error path goes through rpc_boundary (allocator/service/status.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import grpc
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
+from trafficalloc.v1 import allocator_pb2 as pb
+from trafficalloc.v1 import allocator_pb2_grpc as pb_grpc
+
+from allocator.convert import rules_to_pb
+from allocator.domain import Rules
+from allocator.errors import FailedPrecondition, NotFound
+from allocator.planner import Planner
+from allocator.service import validation as v
+from allocator.service.status import rpc_boundary
+from allocator.store.keys import Keys
+from allocator.store.records import RecordStore
+
+Ctx = grpc.ServicerContext
+
+
+def content_digest(request: Message) -> str:
+    """sha256 of the request without its request_id: what "the same content" means for a retry."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    copy.ClearField("request_id")  # type: ignore[arg-type]
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+
+
+class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
+    def __init__(self, records: RecordStore, planner: Planner, rules: Rules, keys: Keys, limits: v.Limits) -> None:
+        self.records, self.planner, self.rules, self.keys, self.limits = records, planner, rules, keys, limits
+
+    # ---- inventory ---------------------------------------------------------------------------
+
+    @rpc_boundary
+    def PublishInventory(self, request: pb.PublishInventoryRequest, context: Ctx) -> pb.PublishInventoryResponse:
+        date = v.check_inventory(request, self.limits)
+        digest = content_digest(request)
+        key = self.keys.inventory_request(request.date, request.request_id)
+        prior = self.records.writer.previous(key, digest)
+        if prior is None:
+            nodes = sorted(request.nodes, key=lambda n: (n.channel, n.hour, n.region))
+            stored = pb.GetInventoryResponse(date=date.isoformat(), nodes=nodes, total_size=len(nodes))
+            response = pb.PublishInventoryResponse(
+                date=date.isoformat(),
+                node_count=len(nodes),
+                total_capacity_impressions=sum(n.capacity_impressions for n in nodes),
+            )
+            prior = self.records.publish_inventory(
+                request.date, request.request_id, digest, stored, response.SerializeToString()
+            )
+        out = pb.PublishInventoryResponse.FromString(prior.response)
+        out.replayed = prior.replayed
+        return out
+
+    @rpc_boundary
+    def GetInventory(self, request: pb.GetInventoryRequest, context: Ctx) -> pb.GetInventoryResponse:
+        c = v.Checker(self.limits)
+        c.date("date", request.date)
+        size = c.page_size("page_size", request.page_size)
+        cursor = c.page_token("page_token", request.page_token)
+        c.raise_if_any("inventory query")
+        stored = self.records.inventory(request.date)
+        if stored is None:
+            raise NotFound(f"no inventory published for {request.date}", resource=("inventory", request.date))
+        start = int(cursor) if cursor.isdigit() else 0
+        end = min(start + size, len(stored.nodes))
+        return pb.GetInventoryResponse(
+            date=stored.date,
+            nodes=stored.nodes[start:end],
+            next_page_token=v.make_page_token(str(end)) if end < len(stored.nodes) else "",
+            total_size=len(stored.nodes),
+        )
+
+    # ---- redemptions -------------------------------------------------------------------------
+
+    @rpc_boundary
+    def RecordRedemption(self, request: pb.RecordRedemptionRequest, context: Ctx) -> pb.RecordRedemptionResponse:
+        v.check_redemption(request, self.rules, self.limits)
+        digest = content_digest(request)
+        key = self.keys.redemption_request(request.request_id)
+        prior = self.records.writer.previous(key, digest)
+        if prior is None:
+            redemption = pb.Redemption(
+                redemption_id=f"rdm-{uuid.uuid4().hex[:20]}",
+                merchant_id=request.merchant_id,
+                program=request.program,
+                points=request.points,
+                channels=request.channels,
+                flight_start_date=request.flight_start_date,
+                flight_end_date=request.flight_end_date,
+                regions=request.regions,
+                quality=request.quality,
+                status=pb.REDEMPTION_STATUS_ACTIVE,
+                request_id=request.request_id,
+                create_time=_now(),
+            )
+            response = pb.RecordRedemptionResponse(redemption=redemption)
+            prior = self.records.record_redemption(
+                request.request_id, digest, redemption, response.SerializeToString()
+            )
+        out = pb.RecordRedemptionResponse.FromString(prior.response)
+        out.replayed = prior.replayed
+        return out
+
+    @rpc_boundary
+    def CancelRedemption(self, request: pb.CancelRedemptionRequest, context: Ctx) -> pb.CancelRedemptionResponse:
+        c = v.Checker(self.limits)
+        c.ident("request_id", request.request_id)
+        c.ident("redemption_id", request.redemption_id)
+        c.raise_if_any("cancel request")
+        digest = content_digest(request)
+        prior = self.records.writer.previous(self.keys.redemption_request(request.request_id), digest)
+        if prior is None:
+            redemption = self._redemption(request.redemption_id)
+            redemption.status = pb.REDEMPTION_STATUS_CANCELLED
+            response = pb.CancelRedemptionResponse(redemption=redemption).SerializeToString()
+            prior = self.records.update_redemption(request.request_id, digest, redemption, response)
+        return pb.CancelRedemptionResponse.FromString(prior.response)
+
+    @rpc_boundary
+    def GetRedemption(self, request: pb.GetRedemptionRequest, context: Ctx) -> pb.GetRedemptionResponse:
+        c = v.Checker(self.limits)
+        c.ident("redemption_id", request.redemption_id)
+        c.raise_if_any("redemption query")
+        return pb.GetRedemptionResponse(redemption=self._redemption(request.redemption_id))
+
+    @rpc_boundary
+    def ListRedemptions(self, request: pb.ListRedemptionsRequest, context: Ctx) -> pb.ListRedemptionsResponse:
+        c = v.Checker(self.limits)
+        size = c.page_size("page_size", request.page_size)
+        cursor = c.page_token("page_token", request.page_token)
+        c.ident("merchant_id", request.merchant_id, required=False)
+        if request.status not in pb.RedemptionStatus.values():
+            c.add("status", f"unknown redemption status {request.status}")
+        c.raise_if_any("redemption list")
+        items, next_cursor = self.records.redemption_page(cursor, size, request.merchant_id)
+        if request.status:
+            items = [r for r in items if r.status == request.status]
+        return pb.ListRedemptionsResponse(redemptions=items, next_page_token=v.make_page_token(next_cursor))
+
+    def _redemption(self, redemption_id: str) -> pb.Redemption:
+        found = self.records.redemption(redemption_id)
+        if found is None:
+            raise NotFound(f"redemption {redemption_id!r} not found", resource=("redemption", redemption_id))
+        return found
+
+    # ---- eligibility -------------------------------------------------------------------------
+
+    @rpc_boundary
+    def SetEligibility(self, request: pb.SetEligibilityRequest, context: Ctx) -> pb.SetEligibilityResponse:
+        v.check_eligibility(request, self.limits)
+        digest = content_digest(request)
+        prior = self.records.writer.previous(self.keys.eligibility_request(request.request_id), digest)
+        if prior is None:
+            response = pb.SetEligibilityResponse(updated=len(request.entries)).SerializeToString()
+            prior = self.records.set_eligibility(request.request_id, digest, request.entries, response)
+        out = pb.SetEligibilityResponse.FromString(prior.response)
+        out.replayed = prior.replayed
+        return out
+
+    @rpc_boundary
+    def ClearEligibility(self, request: pb.ClearEligibilityRequest, context: Ctx) -> pb.ClearEligibilityResponse:
+        v.check_clear(request, self.limits)
+        digest = content_digest(request)
+        prior = self.records.writer.previous(self.keys.eligibility_request(request.request_id), digest)
+        if prior is None:
+            ids = list(dict.fromkeys(request.merchant_ids))
+            response = pb.ClearEligibilityResponse(cleared=self.records.eligible_count(ids)).SerializeToString()
+            prior = self.records.clear_eligibility(request.request_id, digest, ids, response)
+        out = pb.ClearEligibilityResponse.FromString(prior.response)
+        out.replayed = prior.replayed
+        return out
+
+    @rpc_boundary
+    def ListEligibility(self, request: pb.ListEligibilityRequest, context: Ctx) -> pb.ListEligibilityResponse:
+        c = v.Checker(self.limits)
+        size = c.page_size("page_size", request.page_size)
+        cursor = c.page_token("page_token", request.page_token)
+        c.raise_if_any("eligibility list")
+        items, next_cursor = self.records.eligibility_page(cursor, size)
+        return pb.ListEligibilityResponse(entries=items, next_page_token=v.make_page_token(next_cursor))
+
+    # ---- solve and plans ---------------------------------------------------------------------
+
+    @rpc_boundary
+    def Solve(self, request: pb.SolveRequest, context: Ctx) -> pb.SolveResponse:
+        dates = v.check_solve(request, self.limits)
+        outcome = self.planner.solve(dates, dry_run=request.dry_run, time_limit_s=request.time_limit_seconds)
+        return pb.SolveResponse(plan=outcome.summary)
+
+    @rpc_boundary
+    def GetPlan(self, request: pb.GetPlanRequest, context: Ctx) -> pb.GetPlanResponse:
+        self._check_plan_id(request.plan_id, required=True)
+        return pb.GetPlanResponse(plan=self.planner.summary(request.plan_id))
+
+    @rpc_boundary
+    def GetActivePlan(self, request: pb.GetActivePlanRequest, context: Ctx) -> pb.GetActivePlanResponse:
+        c = v.Checker(self.limits)
+        date = c.date("date", request.date)
+        c.raise_if_any("active plan query")
+        assert date is not None
+        return pb.GetActivePlanResponse(plan=self.planner.summary(self.planner.active_plan_id(date)))
+
+    @rpc_boundary
+    def ActivatePlan(self, request: pb.ActivatePlanRequest, context: Ctx) -> pb.ActivatePlanResponse:
+        c = v.Checker(self.limits)
+        c.ident("request_id", request.request_id)
+        c.ident("plan_id", request.plan_id)
+        c.raise_if_any("activation")
+        summary, previous = self.planner.activate(request.plan_id, request.request_id)
+        return pb.ActivatePlanResponse(plan=summary, previous_plan_ids=previous)
+
+    def _check_plan_id(self, plan_id: str, *, required: bool) -> None:
+        c = v.Checker(self.limits)
+        c.ident("plan_id", plan_id, required=required)
+        c.raise_if_any("plan id")
+
+    # ---- queries -----------------------------------------------------------------------------
+
+    @rpc_boundary
+    def GetMerchantAllocation(
+        self, request: pb.GetMerchantAllocationRequest, context: Ctx
+    ) -> pb.GetMerchantAllocationResponse:
+        c = v.Checker(self.limits)
+        c.ident("merchant_id", request.merchant_id)
+        date = c.date("date", request.date)
+        c.ident("plan_id", request.plan_id, required=False)
+        c.raise_if_any("allocation query")
+        assert date is not None
+        plan_id = request.plan_id or self.planner.active_plan_id(date)
+        summary = self.planner.summary(plan_id)
+        if not summary.start_date <= request.date <= summary.end_date:
+            raise FailedPrecondition(
+                f"plan {plan_id} covers {summary.start_date}..{summary.end_date}, not {request.date}",
+                violations=[("date", "outside the plan's dates")],
+            )
+        view = self.planner.view(plan_id)
+        if not view.has_merchant(request.merchant_id):
+            raise NotFound(
+                f"merchant {request.merchant_id!r} has no redemption or eligibility in plan {plan_id}",
+                resource=("merchant", request.merchant_id),
+            )
+        day = view.merchant_day(request.merchant_id, date)
+        paid = [_cell(x) for x in day.paid]
+        free = [_cell(x) for x in day.free]
+        return pb.GetMerchantAllocationResponse(
+            merchant_id=request.merchant_id,
+            date=request.date,
+            plan_id=plan_id,
+            paid=paid,
+            free=free,
+            points_due=day.points_due,
+            points_delivered=day.points_delivered,
+            points_under_delivered=max(0, day.points_due - day.points_delivered),
+            paid_impressions=sum(x.impressions for x in paid),
+            free_impressions=sum(x.impressions for x in free),
+        )
+
+    @rpc_boundary
+    def GetNodeAllocation(self, request: pb.GetNodeAllocationRequest, context: Ctx) -> pb.GetNodeAllocationResponse:
+        c = v.Checker(self.limits)
+        date = c.date("date", request.date)
+        if not 0 <= request.hour <= 23:
+            c.add("hour", f"must be within 0..23, got {request.hour}")
+        c.channel("channel", request.channel)
+        c.region("region", request.region)
+        c.ident("plan_id", request.plan_id, required=False)
+        size = c.page_size("page_size", request.page_size)
+        cursor = c.page_token("page_token", request.page_token)
+        c.raise_if_any("node query")
+        assert date is not None
+        plan_id = request.plan_id or self.planner.active_plan_id(date)
+        view = self.planner.view(plan_id)
+        node = view.node(date, request.hour, request.channel, request.region)
+        if node is None:
+            name = f"{request.date}/{request.hour}/{pb.Channel.Name(request.channel)}/{request.region}"
+            raise NotFound(f"supply node {name} is not in plan {plan_id}", resource=("supply_node", name))
+        entries = view.node_entries(node)
+        start = int(cursor) if cursor.isdigit() else 0
+        end = min(start + size, len(entries))
+        return pb.GetNodeAllocationResponse(
+            plan_id=plan_id,
+            capacity_impressions=int(view.s.node_capacity[node]),
+            price_points_per_mille=int(view.s.node_price[node]),
+            paid_impressions=sum(e.impressions for e in entries if not e.free),
+            free_impressions=sum(e.impressions for e in entries if e.free),
+            entries=[
+                pb.NodeAllocationEntry(
+                    merchant_id=e.merchant_id, redemption_id=e.redemption_id, impressions=e.impressions,
+                    points=e.points, free=e.free,
+                )
+                for e in entries[start:end]
+            ],  # fmt: skip
+            next_page_token=v.make_page_token(str(end)) if end < len(entries) else "",
+            total_size=len(entries),
+        )
+
+    @rpc_boundary
+    def GetRules(self, request: pb.GetRulesRequest, context: Ctx) -> pb.GetRulesResponse:
+        return rules_to_pb(self.rules)
+
+
+def _cell(cell) -> pb.AllocationCell:  # type: ignore[no-untyped-def]
+    return pb.AllocationCell(
+        channel=cell.channel, hour=cell.hour, region=cell.region, impressions=cell.impressions,
+        points=cell.points, redemption_id=cell.redemption_id,
+    )  # fmt: skip
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.GetCurrentTime()
+    return ts

@@ -1,0 +1,69 @@
+"""Pure key builders: every Redis key the service touches, prefixed and versioned.
+
+Keys that one atomic write changes together share a hash tag ({...}) so the layout is safe under Redis
+Cluster. docs/operations.md lists the layout; tests/unit/test_keys.py pins it byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builders under one prefix (e.g. "alloc" gives "alloc:v1:...")."""
+
+    prefix: str = "alloc"
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{SCHEMA_VERSION}"
+
+    # Inventory: one blob per date, replaced atomically; request ids scoped to the date.
+    def inventory(self, date: str) -> str:
+        return f"{self.base}:{{inv:{date}}}:nodes"
+
+    def inventory_request(self, date: str, request_id: str) -> str:
+        return f"{self.base}:{{inv:{date}}}:req:{request_id}"
+
+    # Redemptions: records, id index, merchant index and request ids change together.
+    def redemptions(self) -> str:
+        return f"{self.base}:{{red}}:data"
+
+    def redemption_ids(self) -> str:
+        return f"{self.base}:{{red}}:ids"
+
+    def redemptions_by_merchant(self) -> str:
+        return f"{self.base}:{{red}}:by-merchant"
+
+    def redemption_request(self, request_id: str) -> str:
+        return f"{self.base}:{{red}}:req:{request_id}"
+
+    # Daily-promotion eligibility.
+    def eligibility(self) -> str:
+        return f"{self.base}:{{elig}}:data"
+
+    def eligibility_ids(self) -> str:
+        return f"{self.base}:{{elig}}:ids"
+
+    def eligibility_request(self, request_id: str) -> str:
+        return f"{self.base}:{{elig}}:req:{request_id}"
+
+    # Plans: content-addressed by the fingerprint of their inputs.
+    def plan_summary(self, plan_id: str) -> str:
+        return f"{self.base}:{{plan:{plan_id}}}:summary"
+
+    def plan_data(self, plan_id: str) -> str:
+        return f"{self.base}:{{plan:{plan_id}}}:data"
+
+    def plan_lock(self, plan_id: str) -> str:
+        return f"{self.base}:{{plan:{plan_id}}}:lock"
+
+    # Active plan of each date: one hash, so switching several dates is one atomic HSET.
+    def active_plans(self) -> str:
+        return f"{self.base}:{{active}}:dates"
+
+    def activation_request(self, request_id: str) -> str:
+        return f"{self.base}:{{active}}:req:{request_id}"

@@ -1,0 +1,128 @@
+"""Acknowledged inputs in Redis: inventory per date, redemptions, daily-promotion eligibility.
+
+Records are stored as the API's protobuf messages (compact, versioned with the API). Every write goes
+through IdempotentWriter, so a write and its request id commit atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+from trafficalloc.v1 import allocator_pb2 as pb
+
+from allocator.store.idempotent import CommitResult, IdempotentWriter, Op
+from allocator.store.keys import Keys
+
+
+class RecordStore:
+    """Inputs of the optimiser, behind typed methods."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, request_ttl_seconds: int) -> None:
+        self._r = client
+        self._k = keys
+        self._writer = IdempotentWriter(client, request_ttl_seconds)
+
+    @property
+    def writer(self) -> IdempotentWriter:
+        return self._writer
+
+    # ---- inventory ---------------------------------------------------------------------------
+
+    def publish_inventory(
+        self, date: str, request_id: str, digest: str, nodes: pb.GetInventoryResponse, response: bytes
+    ) -> CommitResult:
+        ops = [Op("SET", self._k.inventory(date), nodes.SerializeToString())]
+        return self._writer.commit(self._k.inventory_request(date, request_id), digest, response, ops)
+
+    def inventory_bytes(self, date: str) -> bytes | None:
+        raw: bytes | None = self._r.get(self._k.inventory(date))
+        return raw
+
+    def inventory(self, date: str) -> pb.GetInventoryResponse | None:
+        raw = self.inventory_bytes(date)
+        return None if raw is None else pb.GetInventoryResponse.FromString(raw)
+
+    # ---- redemptions -------------------------------------------------------------------------
+
+    def record_redemption(
+        self, request_id: str, digest: str, redemption: pb.Redemption, response: bytes
+    ) -> CommitResult:
+        rid = redemption.redemption_id
+        ops = [
+            Op("HSET", self._k.redemptions(), rid, redemption.SerializeToString()),
+            Op("ZADD", self._k.redemption_ids(), rid),
+            Op("ZADD", self._k.redemptions_by_merchant(), f"{redemption.merchant_id}\x00{rid}"),
+        ]
+        return self._writer.commit(self._k.redemption_request(request_id), digest, response, ops)
+
+    def update_redemption(
+        self, request_id: str, digest: str, redemption: pb.Redemption, response: bytes
+    ) -> CommitResult:
+        ops = [Op("HSET", self._k.redemptions(), redemption.redemption_id, redemption.SerializeToString())]
+        return self._writer.commit(self._k.redemption_request(request_id), digest, response, ops)
+
+    def redemption(self, redemption_id: str) -> pb.Redemption | None:
+        raw = self._r.hget(self._k.redemptions(), redemption_id)
+        return None if raw is None else pb.Redemption.FromString(raw)
+
+    def redemption_page(
+        self, after: str, limit: int, merchant_id: str = ""
+    ) -> tuple[list[pb.Redemption], str]:
+        """Up to `limit` redemptions ordered by id after the cursor; returns them and the next cursor."""
+        if merchant_id:
+            lo = f"({merchant_id}\x00{after}" if after else f"[{merchant_id}\x00"
+            members = self._r.zrangebylex(
+                self._k.redemptions_by_merchant(), lo, f"[{merchant_id}\x00\xff", start=0, num=limit + 1
+            )
+            ids = [m.decode().split("\x00", 1)[1] for m in members]
+        else:
+            lo = f"({after}" if after else "-"
+            ids = [m.decode() for m in self._r.zrangebylex(self._k.redemption_ids(), lo, "+", 0, limit + 1)]
+        more = len(ids) > limit
+        ids = ids[:limit]
+        raws = self._r.hmget(self._k.redemptions(), ids) if ids else []
+        items = [pb.Redemption.FromString(raw) for raw in raws if raw is not None]
+        return items, (ids[-1] if more and ids else "")
+
+    def all_redemption_bytes(self) -> dict[bytes, bytes]:
+        raw: dict[bytes, bytes] = self._r.hgetall(self._k.redemptions())
+        return raw
+
+    # ---- eligibility -------------------------------------------------------------------------
+
+    def set_eligibility(
+        self, request_id: str, digest: str, entries: Iterable[pb.DailyPromotionEligibility], response: bytes
+    ) -> CommitResult:
+        ops: list[Op] = []
+        for e in entries:
+            ops.append(Op("HSET", self._k.eligibility(), e.merchant_id, e.SerializeToString()))
+            ops.append(Op("ZADD", self._k.eligibility_ids(), e.merchant_id))
+        return self._writer.commit(self._k.eligibility_request(request_id), digest, response, ops)
+
+    def clear_eligibility(
+        self, request_id: str, digest: str, merchant_ids: Iterable[str], response: bytes
+    ) -> CommitResult:
+        ops: list[Op] = []
+        for m in merchant_ids:
+            ops.append(Op("HDEL", self._k.eligibility(), m))
+            ops.append(Op("ZREM", self._k.eligibility_ids(), m))
+        return self._writer.commit(self._k.eligibility_request(request_id), digest, response, ops)
+
+    def eligible_count(self, merchant_ids: list[str]) -> int:
+        if not merchant_ids:
+            return 0
+        return sum(1 for v in self._r.hmget(self._k.eligibility(), merchant_ids) if v is not None)
+
+    def eligibility_page(self, after: str, limit: int) -> tuple[list[pb.DailyPromotionEligibility], str]:
+        lo = f"({after}" if after else "-"
+        ids = [m.decode() for m in self._r.zrangebylex(self._k.eligibility_ids(), lo, "+", 0, limit + 1)]
+        more = len(ids) > limit
+        ids = ids[:limit]
+        raws = self._r.hmget(self._k.eligibility(), ids) if ids else []
+        items = [pb.DailyPromotionEligibility.FromString(raw) for raw in raws if raw is not None]
+        return items, (ids[-1] if more and ids else "")
+
+    def all_eligibility_bytes(self) -> dict[bytes, bytes]:
+        raw: dict[bytes, bytes] = self._r.hgetall(self._k.eligibility())
+        return raw
