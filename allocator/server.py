@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp.replace(settings.port_file)
     done.wait()
     app.stop()
+    if settings.port_file is not None:
+        settings.port_file.unlink(missing_ok=True)  # "ready" no longer holds
     return 0
 
 
