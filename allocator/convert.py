@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from trafficalloc.v1 import allocator_pb2 as pb
-
 from allocator.domain import Channel, Eligibility, Program, Redemption, Rules, SupplyNode
+from trafficalloc.v1 import allocator_pb2 as pb
 
 
 def parse_date(text: str) -> dt.date:

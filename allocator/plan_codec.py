@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from allocator.domain import I8, I32, I64, F64, Plan, Problem, ProblemInputs
+from allocator.domain import F64, I8, I32, I64, Plan, Problem, ProblemInputs
 
 FORMAT_VERSION = 1
 
@@ -129,7 +129,9 @@ class PlanView:
     @cached_property
     def _free_by_merchant(self) -> tuple[I64, I64]:
         order = np.argsort(self.s.free_merchant, kind="stable")
-        return order, np.searchsorted(self.s.free_merchant[order], np.arange(len(self.s.free_merchant_ids) + 1))
+        return order, np.searchsorted(
+            self.s.free_merchant[order], np.arange(len(self.s.free_merchant_ids) + 1)
+        )
 
     @cached_property
     def _node_index(self) -> dict[tuple[int, int, int, str], int]:
@@ -158,7 +160,9 @@ class PlanView:
             idx = idx[self.s.node_date[self.s.paid_node[idx]] == day]
             delivered += int(self.s.paid_points[idx].sum())
             rid = str(self.s.demand_redemption[d])
-            paid += self._cells(self.s.paid_node[idx], self.s.paid_impressions[idx], self.s.paid_points[idx], rid)
+            paid += self._cells(
+                self.s.paid_node[idx], self.s.paid_impressions[idx], self.s.paid_points[idx], rid
+            )
         free: list[Cell] = []
         f = self._free_of.get(merchant_id)
         if f is not None:
@@ -189,13 +193,17 @@ class PlanView:
             NodeEntry(str(s.free_merchant_ids[s.free_merchant[i]]), "", int(s.free_impressions[i]), 0, True)
             for i in free
         ]
-        return sorted((e for e in entries if e.impressions > 0 or e.points > 0),
-                      key=lambda e: (-e.impressions, e.merchant_id, e.redemption_id))  # fmt: skip
+        return sorted(
+            (e for e in entries if e.impressions > 0 or e.points > 0),
+            key=lambda e: (-e.impressions, e.merchant_id, e.redemption_id),
+        )
 
     def _due_on(self, d: int, day: int) -> int:
         """Points of demand d due on one day: the same cumulative pro-rata split the problem builder uses."""
-        start, end, points = int(self.s.demand_flight_start[d]), int(self.s.demand_flight_end[d]), int(
-            self.s.demand_total_points[d]
+        start, end, points = (
+            int(self.s.demand_flight_start[d]),
+            int(self.s.demand_flight_end[d]),
+            int(self.s.demand_total_points[d]),
         )
         if not start <= day <= end:
             return 0
@@ -205,8 +213,14 @@ class PlanView:
     def _cells(self, nodes: I32, impressions: I64, points: I64, rid: str) -> list[Cell]:
         regions = self.s.regions.tolist()
         return [
-            Cell(int(self.s.node_channel[n]), int(self.s.node_hour[n]), regions[int(self.s.node_region[n])],
-                 int(i), int(p), rid)  # fmt: skip
+            Cell(
+                int(self.s.node_channel[n]),
+                int(self.s.node_hour[n]),
+                regions[int(self.s.node_region[n])],
+                int(i),
+                int(p),
+                rid,
+            )
             for n, i, p in zip(nodes, impressions, points, strict=True)
             if i > 0 or p > 0
         ]

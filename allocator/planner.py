@@ -19,7 +19,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
-from trafficalloc.v1 import allocator_pb2 as pb
 
 from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb
 from allocator.domain import ProblemInputs, Rules, SolveParams, SupplyNode
@@ -32,6 +31,7 @@ from allocator.store.plans import PlanStore
 from allocator.store.records import RecordStore
 from allocator.summary import plan_figures
 from allocator.validate import assert_plan_feasible
+from trafficalloc.v1 import allocator_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ class Planner:
         if not dry_run:
             self.activate(plan_id, request_id=f"solve-{uuid.uuid4().hex}")
         summary = self.summary(plan_id)
-        return SolveOutcome(summary=_with_flag(summary, cache_hit=outcome.cache_hit), cache_hit=outcome.cache_hit)
+        return SolveOutcome(
+            summary=_with_flag(summary, cache_hit=outcome.cache_hit), cache_hit=outcome.cache_hit
+        )
 
     def fingerprint(self, raw: RawInputs, params: SolveParams) -> str:
         h = hashlib.sha256()
@@ -156,8 +158,13 @@ class Planner:
         summary = _summary_pb(plan_id, raw.dates, plan, figures)
         logger.info(
             "solved plan %s: status=%s demands=%d nodes=%d arcs=%d solve=%.3fs",
-            plan_id, plan.status.name, figures.demands, figures.nodes, figures.arcs, plan.solve_seconds,
-        )  # fmt: skip
+            plan_id,
+            plan.status.name,
+            figures.demands,
+            figures.nodes,
+            figures.arcs,
+            plan.solve_seconds,
+        )
         return summary, encode_plan(stored)
 
     def problem_inputs(self, raw: RawInputs) -> ProblemInputs:
@@ -173,7 +180,9 @@ class Planner:
         return ProblemInputs(
             dates=raw.dates,
             nodes=tuple(nodes),
-            redemptions=tuple(r for r in reds if r.active and r.flight_start <= last and r.flight_end >= first),
+            redemptions=tuple(
+                r for r in reds if r.active and r.flight_start <= last and r.flight_end >= first
+            ),
             eligibility=tuple(e for e in eligs if e.valid_from <= last and e.valid_to >= first),
             rules=self.rules,
         )
@@ -202,7 +211,9 @@ class Planner:
     def active_plan_id(self, date: dt.date) -> str:
         (plan_id,) = self.plans.active([date.isoformat()])
         if not plan_id:
-            raise NotFound(f"no active plan for {date.isoformat()}; run Solve", resource=("plan", date.isoformat()))
+            raise NotFound(
+                f"no active plan for {date.isoformat()}; run Solve", resource=("plan", date.isoformat())
+            )
         return plan_id
 
     def view(self, plan_id: str) -> PlanView:
@@ -248,22 +259,30 @@ def _summary_pb(plan_id: str, dates: tuple[dt.date, ...], plan, figures) -> pb.P
         end_date=dates[-1].isoformat(),
         status=int(plan.status),
         status_detail=plan.status_detail,
-        objective=pb.ObjectiveParts(value=plan.value, under_delivery_penalty=plan.penalty, total=plan.objective),
+        objective=pb.ObjectiveParts(
+            value=plan.value, under_delivery_penalty=plan.penalty, total=plan.objective
+        ),
         programs=[
             pb.ProgramDelivery(
-                program=int(p.program), redemptions=p.redemptions, points_due=p.points_due,
-                points_delivered=p.points_delivered, points_under_delivered=p.points_under_delivered,
+                program=int(p.program),
+                redemptions=p.redemptions,
+                points_due=p.points_due,
+                points_delivered=p.points_delivered,
+                points_under_delivered=p.points_under_delivered,
                 impressions=p.impressions,
             )
             for p in figures.programs
-        ],  # fmt: skip
+        ],
         channels=[
             pb.ChannelFill(
-                channel=int(c.channel), capacity_impressions=c.capacity_impressions,
-                paid_impressions=c.paid_impressions, free_impressions=c.free_impressions, fill_rate=c.fill_rate,
+                channel=int(c.channel),
+                capacity_impressions=c.capacity_impressions,
+                paid_impressions=c.paid_impressions,
+                free_impressions=c.free_impressions,
+                fill_rate=c.fill_rate,
             )
             for c in figures.channels
-        ],  # fmt: skip
+        ],
         free_impressions=figures.free_impressions,
         free_merchants=figures.free_merchants,
         free_min_level=figures.free_min_level,

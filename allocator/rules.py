@@ -58,7 +58,9 @@ def parse_rules(raw: dict[str, Any]) -> Rules:
         raise RulesError(f"channels missing from rules: {', '.join(missing)}")
     if quota < 0:
         raise RulesError("daily_promotion_quota_per_weight must be >= 0")
-    return Rules(program_channels=programs, default_price=prices, free_share=shares, free_quota_per_weight=quota)
+    return Rules(
+        program_channels=programs, default_price=prices, free_share=shares, free_quota_per_weight=quota
+    )
 
 
 def rules_to_json(rules: Rules) -> str:

@@ -18,7 +18,6 @@ import grpc
 import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from trafficalloc.v1 import allocator_pb2, allocator_pb2_grpc
 
 from allocator import logs
 from allocator.domain import SolveParams
@@ -31,6 +30,7 @@ from allocator.store.embedded import EmbeddedRedis
 from allocator.store.keys import Keys
 from allocator.store.plans import PlanStore
 from allocator.store.records import RecordStore
+from trafficalloc.v1 import allocator_pb2, allocator_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,9 @@ def start_app(settings: Settings) -> App:
     if url is None:
         embedded = EmbeddedRedis(settings.data_dir, appendfsync=settings.redis_appendfsync).start()
         url = embedded.url
-    client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=10)
+    client = redis.Redis.from_url(
+        url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=10
+    )
     keys = Keys(settings.key_prefix)
     records = RecordStore(client, keys, settings.request_ttl_s)
     plans = PlanStore(client, keys, records.writer, settings.plan_ttl_s)
@@ -114,7 +116,8 @@ def start_app(settings: Settings) -> App:
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
     )
     try:
         port = server.add_insecure_port(settings.listen)
@@ -122,12 +125,16 @@ def start_app(settings: Settings) -> App:
         if embedded:
             embedded.stop()
         raise SystemExit(f"cannot listen on {settings.listen}: {exc}") from exc
-    app = App(settings=settings, server=server, port=port, health=health_servicer, redis=client, embedded=embedded)
+    app = App(
+        settings=settings, server=server, port=port, health=health_servicer, redis=client, embedded=embedded
+    )
     app.serving(False)
     server.start()
     app._monitor = threading.Thread(target=app.watch_redis, name="redis-health", daemon=True)
     app._monitor.start()
-    logger.info("listening", extra={"listen": settings.listen, "port": port, "redis": "embedded" if embedded else url})
+    logger.info(
+        "listening", extra={"listen": settings.listen, "port": port, "redis": "embedded" if embedded else url}
+    )
     return app
 
 

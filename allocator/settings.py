@@ -34,21 +34,36 @@ class Settings:
     @classmethod
     def load(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        p = argparse.ArgumentParser(prog="python -m allocator.server", description="The traffic allocation server")
+        p = argparse.ArgumentParser(
+            prog="python -m allocator.server", description="The traffic allocation server"
+        )
         p.add_argument("--listen", default=env.get("ALLOCATOR_LISTEN", cls.listen))
         p.add_argument("--redis-url", default=env.get("ALLOCATOR_REDIS_URL") or None)
-        p.add_argument("--data-dir", type=pathlib.Path, default=pathlib.Path(env.get("ALLOCATOR_DATA_DIR", "var/data")))
+        p.add_argument(
+            "--data-dir", type=pathlib.Path, default=pathlib.Path(env.get("ALLOCATOR_DATA_DIR", "var/data"))
+        )
         p.add_argument("--rules", type=pathlib.Path, default=_path(env.get("ALLOCATOR_RULES_FILE")))
         p.add_argument("--key-prefix", default=env.get("ALLOCATOR_KEY_PREFIX", cls.key_prefix))
         p.add_argument("--log-level", default=env.get("ALLOCATOR_LOG_LEVEL", cls.log_level))
-        p.add_argument("--log-format", choices=["json", "text"], default=env.get("ALLOCATOR_LOG_FORMAT", "json"))
+        p.add_argument(
+            "--log-format", choices=["json", "text"], default=env.get("ALLOCATOR_LOG_FORMAT", "json")
+        )
         p.add_argument("--workers", type=int, default=int(env.get("ALLOCATOR_WORKERS", cls.workers)))
-        p.add_argument("--solve-time-limit", type=float,
-                       default=float(env.get("ALLOCATOR_SOLVE_TIME_LIMIT", cls.solve_time_limit_s)))  # fmt: skip
-        p.add_argument("--validate-plans", action="store_true",
-                       default=env.get("ALLOCATOR_VALIDATE_PLANS", "") in ("1", "true", "yes"))  # fmt: skip
-        p.add_argument("--redis-appendfsync", choices=["always", "everysec", "no"],
-                       default=env.get("ALLOCATOR_REDIS_APPENDFSYNC", cls.redis_appendfsync))  # fmt: skip
+        p.add_argument(
+            "--solve-time-limit",
+            type=float,
+            default=float(env.get("ALLOCATOR_SOLVE_TIME_LIMIT", cls.solve_time_limit_s)),
+        )
+        p.add_argument(
+            "--validate-plans",
+            action="store_true",
+            default=env.get("ALLOCATOR_VALIDATE_PLANS", "") in ("1", "true", "yes"),
+        )
+        p.add_argument(
+            "--redis-appendfsync",
+            choices=["always", "everysec", "no"],
+            default=env.get("ALLOCATOR_REDIS_APPENDFSYNC", cls.redis_appendfsync),
+        )
         p.add_argument("--port-file", type=pathlib.Path, default=None)
         a = p.parse_args(argv)
         return cls(

@@ -37,7 +37,9 @@ def main() -> int:
         *sources,
     ]
     # protoc finds the mypy-protobuf plugins on PATH: put this interpreter's bin/ first.
-    os.environ["PATH"] = os.pathsep.join([str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")])
+    os.environ["PATH"] = os.pathsep.join(
+        [str(pathlib.Path(sys.executable).parent), os.environ.get("PATH", "")]
+    )
     code = protoc.main(args)
     if code != 0:
         return int(code)

@@ -11,8 +11,6 @@ import uuid
 import grpc
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
-from trafficalloc.v1 import allocator_pb2 as pb
-from trafficalloc.v1 import allocator_pb2_grpc as pb_grpc
 
 from allocator.convert import rules_to_pb
 from allocator.domain import Rules
@@ -22,6 +20,8 @@ from allocator.service import validation as v
 from allocator.service.status import rpc_boundary
 from allocator.store.keys import Keys
 from allocator.store.records import RecordStore
+from trafficalloc.v1 import allocator_pb2 as pb
+from trafficalloc.v1 import allocator_pb2_grpc as pb_grpc
 
 Ctx = grpc.ServicerContext
 
@@ -35,13 +35,17 @@ def content_digest(request: Message) -> str:
 
 
 class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
-    def __init__(self, records: RecordStore, planner: Planner, rules: Rules, keys: Keys, limits: v.Limits) -> None:
+    def __init__(
+        self, records: RecordStore, planner: Planner, rules: Rules, keys: Keys, limits: v.Limits
+    ) -> None:
         self.records, self.planner, self.rules, self.keys, self.limits = records, planner, rules, keys, limits
 
     # ---- inventory ---------------------------------------------------------------------------
 
     @rpc_boundary
-    def PublishInventory(self, request: pb.PublishInventoryRequest, context: Ctx) -> pb.PublishInventoryResponse:
+    def PublishInventory(
+        self, request: pb.PublishInventoryRequest, context: Ctx
+    ) -> pb.PublishInventoryResponse:
         date = v.check_inventory(request, self.limits)
         digest = content_digest(request)
         key = self.keys.inventory_request(request.date, request.request_id)
@@ -83,7 +87,9 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
     # ---- redemptions -------------------------------------------------------------------------
 
     @rpc_boundary
-    def RecordRedemption(self, request: pb.RecordRedemptionRequest, context: Ctx) -> pb.RecordRedemptionResponse:
+    def RecordRedemption(
+        self, request: pb.RecordRedemptionRequest, context: Ctx
+    ) -> pb.RecordRedemptionResponse:
         v.check_redemption(request, self.rules, self.limits)
         digest = content_digest(request)
         key = self.keys.redemption_request(request.request_id)
@@ -112,7 +118,9 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
         return out
 
     @rpc_boundary
-    def CancelRedemption(self, request: pb.CancelRedemptionRequest, context: Ctx) -> pb.CancelRedemptionResponse:
+    def CancelRedemption(
+        self, request: pb.CancelRedemptionRequest, context: Ctx
+    ) -> pb.CancelRedemptionResponse:
         c = v.Checker(self.limits)
         c.ident("request_id", request.request_id)
         c.ident("redemption_id", request.redemption_id)
@@ -168,13 +176,17 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
         return out
 
     @rpc_boundary
-    def ClearEligibility(self, request: pb.ClearEligibilityRequest, context: Ctx) -> pb.ClearEligibilityResponse:
+    def ClearEligibility(
+        self, request: pb.ClearEligibilityRequest, context: Ctx
+    ) -> pb.ClearEligibilityResponse:
         v.check_clear(request, self.limits)
         digest = content_digest(request)
         prior = self.records.writer.previous(self.keys.eligibility_request(request.request_id), digest)
         if prior is None:
             ids = list(dict.fromkeys(request.merchant_ids))
-            response = pb.ClearEligibilityResponse(cleared=self.records.eligible_count(ids)).SerializeToString()
+            response = pb.ClearEligibilityResponse(
+                cleared=self.records.eligible_count(ids)
+            ).SerializeToString()
             prior = self.records.clear_eligibility(request.request_id, digest, ids, response)
         out = pb.ClearEligibilityResponse.FromString(prior.response)
         out.replayed = prior.replayed
@@ -266,7 +278,9 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
         )
 
     @rpc_boundary
-    def GetNodeAllocation(self, request: pb.GetNodeAllocationRequest, context: Ctx) -> pb.GetNodeAllocationResponse:
+    def GetNodeAllocation(
+        self, request: pb.GetNodeAllocationRequest, context: Ctx
+    ) -> pb.GetNodeAllocationResponse:
         c = v.Checker(self.limits)
         date = c.date("date", request.date)
         if not 0 <= request.hour <= 23:
@@ -295,11 +309,14 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
             free_impressions=sum(e.impressions for e in entries if e.free),
             entries=[
                 pb.NodeAllocationEntry(
-                    merchant_id=e.merchant_id, redemption_id=e.redemption_id, impressions=e.impressions,
-                    points=e.points, free=e.free,
+                    merchant_id=e.merchant_id,
+                    redemption_id=e.redemption_id,
+                    impressions=e.impressions,
+                    points=e.points,
+                    free=e.free,
                 )
                 for e in entries[start:end]
-            ],  # fmt: skip
+            ],
             next_page_token=v.make_page_token(str(end)) if end < len(entries) else "",
             total_size=len(entries),
         )
@@ -311,9 +328,13 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
 
 def _cell(cell) -> pb.AllocationCell:  # type: ignore[no-untyped-def]
     return pb.AllocationCell(
-        channel=cell.channel, hour=cell.hour, region=cell.region, impressions=cell.impressions,
-        points=cell.points, redemption_id=cell.redemption_id,
-    )  # fmt: skip
+        channel=cell.channel,
+        hour=cell.hour,
+        region=cell.region,
+        impressions=cell.impressions,
+        points=cell.points,
+        redemption_id=cell.redemption_id,
+    )
 
 
 def _now() -> timestamp_pb2.Timestamp:

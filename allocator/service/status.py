@@ -30,7 +30,8 @@ def to_status(error: ServiceError) -> grpc.Status:
     if error.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in error.violations
+                error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                for f, d in error.violations
             ]
         )
         packed = any_pb2.Any()
@@ -58,14 +59,19 @@ def rpc_boundary(method: F) -> F:
             context.abort_with_status(to_status(exc))
         except RequestConflict as exc:
             context.abort_with_status(
-                to_status(InvalidArgument(str(exc), violations=[("request_id", "already used with different content")]))
+                to_status(
+                    InvalidArgument(
+                        str(exc), violations=[("request_id", "already used with different content")]
+                    )
+                )
             )
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             logger.warning("redis unavailable in %s: %s", method.__name__, exc)
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"the store (Redis) is unreachable: {exc}; retry later")
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE, f"the store (Redis) is unreachable: {exc}; retry later"
+            )
         except redis.exceptions.BusyLoadingError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the store (Redis) is loading its data: {exc}")
         raise AssertionError("unreachable")  # abort raises
 
     return wrapper  # type: ignore[return-value]
-

@@ -11,11 +11,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from trafficalloc.v1 import allocator_pb2 as pb
-
 from allocator.convert import parse_date
 from allocator.domain import Channel, Program, Rules
 from allocator.errors import InvalidArgument
+from trafficalloc.v1 import allocator_pb2 as pb
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,9 @@ class Checker:
 
     def raise_if_any(self, what: str) -> None:
         if self.violations:
-            raise InvalidArgument(f"invalid {what}: {len(self.violations)} bad field(s)", violations=self.violations)
+            raise InvalidArgument(
+                f"invalid {what}: {len(self.violations)} bad field(s)", violations=self.violations
+            )
 
     def ident(self, path: str, value: str, *, required: bool = True) -> None:
         if not value:
@@ -77,7 +78,9 @@ class Checker:
 
     def channel(self, path: str, value: int) -> Channel | None:
         if value not in Channel._value2member_map_:
-            self.add(path, f"unknown channel {value}; use one of {', '.join('CHANNEL_' + c.name for c in Channel)}")
+            self.add(
+                path, f"unknown channel {value}; use one of {', '.join('CHANNEL_' + c.name for c in Channel)}"
+            )
             return None
         return Channel(value)
 
@@ -104,7 +107,10 @@ class Checker:
 
     def page_size(self, path: str, value: int) -> int:
         if value < 0 or value > self.limits.max_page_size:
-            self.add(path, f"must be within 0..{self.limits.max_page_size} (0 means {self.limits.default_page_size})")
+            self.add(
+                path,
+                f"must be within 0..{self.limits.max_page_size} (0 means {self.limits.default_page_size})",
+            )
         return value or self.limits.default_page_size
 
     def page_token(self, path: str, token: str) -> str:
@@ -143,7 +149,10 @@ def check_inventory(req: pb.PublishInventoryRequest, limits: Limits) -> dt.date:
             if not 0 <= n.capacity_impressions <= limits.max_capacity:
                 c.add(f"{p}.capacity_impressions", f"must be within 0..{limits.max_capacity}")
             if not 0 <= n.price_points_per_mille <= limits.max_price:
-                c.add(f"{p}.price_points_per_mille", f"must be within 0..{limits.max_price} (0: channel default)")
+                c.add(
+                    f"{p}.price_points_per_mille",
+                    f"must be within 0..{limits.max_price} (0: channel default)",
+                )
             key = (n.hour, n.channel, n.region)
             if key in seen:
                 c.add(p, f"duplicates the node (hour {n.hour}, channel {n.channel}, region {n.region!r})")
@@ -172,9 +181,17 @@ def check_redemption(req: pb.RecordRedemptionRequest, rules: Rules, limits: Limi
     for i, value in enumerate(req.channels):
         channel = c.channel(f"channels[{i}]", value)
         if channel is not None and allowed is not None and channel not in allowed:
-            c.add(f"channels[{i}]", f"CHANNEL_{channel.name} may not be bought with PROGRAM_{program.name} points")  # type: ignore[union-attr]
-    c.date_range("flight_start_date", req.flight_start_date, "flight_end_date", req.flight_end_date,
-                 limits.max_flight_days)  # fmt: skip
+            c.add(
+                f"channels[{i}]",
+                f"CHANNEL_{channel.name} may not be bought with PROGRAM_{program.name} points",
+            )  # type: ignore[union-attr]
+    c.date_range(
+        "flight_start_date",
+        req.flight_start_date,
+        "flight_end_date",
+        req.flight_end_date,
+        limits.max_flight_days,
+    )
     c.regions("regions", req.regions)
     seen: set[int] = set()
     for i, q in enumerate(req.quality):
@@ -203,8 +220,13 @@ def check_eligibility(req: pb.SetEligibilityRequest, limits: Limits) -> None:
         seen.add(e.merchant_id)
         c.positive_float(f"{p}.weight", e.weight, limits.max_weight)
         c.regions(f"{p}.regions", e.regions)
-        c.date_range(f"{p}.valid_from_date", e.valid_from_date, f"{p}.valid_to_date", e.valid_to_date,
-                     limits.max_flight_days)  # fmt: skip
+        c.date_range(
+            f"{p}.valid_from_date",
+            e.valid_from_date,
+            f"{p}.valid_to_date",
+            e.valid_to_date,
+            limits.max_flight_days,
+        )
         for j, ch in enumerate(e.channels):
             c.channel(f"{p}.channels[{j}]", ch)
     c.raise_if_any("eligibility")
@@ -226,9 +248,17 @@ def check_clear(req: pb.ClearEligibilityRequest, limits: Limits) -> None:
 def check_solve(req: pb.SolveRequest, limits: Limits) -> tuple[dt.date, ...]:
     c = Checker(limits)
     end_text = req.end_date or req.start_date
-    c.date_range("start_date", req.start_date, "end_date" if req.end_date else "start_date", end_text,
-                 limits.max_solve_days)  # fmt: skip
-    if not math.isfinite(req.time_limit_seconds) or not 0 <= req.time_limit_seconds <= limits.max_time_limit_s:
+    c.date_range(
+        "start_date",
+        req.start_date,
+        "end_date" if req.end_date else "start_date",
+        end_text,
+        limits.max_solve_days,
+    )
+    if (
+        not math.isfinite(req.time_limit_seconds)
+        or not 0 <= req.time_limit_seconds <= limits.max_time_limit_s
+    ):
         c.add("time_limit_seconds", f"must be within 0..{limits.max_time_limit_s:g} (0: the default)")
     c.raise_if_any("solve request")
     start, end = parse_date(req.start_date), parse_date(end_text)

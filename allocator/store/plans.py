@@ -13,7 +13,9 @@ _RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call(
 
 
 class PlanStore:
-    def __init__(self, client: redis.Redis, keys: Keys, writer: IdempotentWriter, plan_ttl_seconds: int) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, writer: IdempotentWriter, plan_ttl_seconds: int
+    ) -> None:
         self._r = client
         self._k = keys
         self._writer = writer
@@ -51,7 +53,9 @@ class PlanStore:
         raws = self._r.hmget(self._k.active_plans(), dates)
         return [raw.decode() if raw is not None else "" for raw in raws]
 
-    def activate(self, request_id: str, digest: str, plan_id: str, dates: list[str], response: bytes) -> CommitResult:
+    def activate(
+        self, request_id: str, digest: str, plan_id: str, dates: list[str], response: bytes
+    ) -> CommitResult:
         """Point every date at the plan in one script: readers see all dates switch at once."""
         ops = [Op("HSET", self._k.active_plans(), d, plan_id) for d in dates]
         return self._writer.commit(self._k.activation_request(request_id), digest, response, ops)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import redis
-from trafficalloc.v1 import allocator_pb2 as pb
 
 from allocator.store.idempotent import CommitResult, IdempotentWriter, Op
 from allocator.store.keys import Keys
+from trafficalloc.v1 import allocator_pb2 as pb
 
 
 class RecordStore:

@@ -9,9 +9,13 @@ HOME, PAY, SEARCH = pb.CHANNEL_HOMEPAGE_CARD, pb.CHANNEL_PAYMENT_SUCCESS, pb.CHA
 STAR, LUOMA = pb.PROGRAM_STAR_PLAN, pb.PROGRAM_LUOMA_PLAN
 
 
-def nodes(regions: tuple[str, ...] = ("north", "south"), capacity: int = 10_000, price: int = 50) -> list[pb.SupplyNode]:
+def nodes(
+    regions: tuple[str, ...] = ("north", "south"), capacity: int = 10_000, price: int = 50
+) -> list[pb.SupplyNode]:
     return [
-        pb.SupplyNode(hour=h, channel=c, region=r, capacity_impressions=capacity, price_points_per_mille=price)
+        pb.SupplyNode(
+            hour=h, channel=c, region=r, capacity_impressions=capacity, price_points_per_mille=price
+        )
         for h in range(24)
         for c in (HOME, PAY, SEARCH)
         for r in regions
@@ -50,7 +54,11 @@ def eligibility(request_id: str, *merchants: str, weight: float = 1.0) -> pb.Set
         request_id=request_id,
         entries=[
             pb.DailyPromotionEligibility(
-                merchant_id=m, weight=weight, regions=["north", "south"], valid_from_date=DATE, valid_to_date=DATE
+                merchant_id=m,
+                weight=weight,
+                regions=["north", "south"],
+                valid_from_date=DATE,
+                valid_to_date=DATE,
             )
             for m in merchants
         ],

@@ -9,12 +9,12 @@ import pytest
 import redis
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from allocator_client import AllocatorClient, AllocatorError
-from trafficalloc.v1 import allocator_pb2 as pb
-from trafficalloc.v1 import allocator_pb2_grpc as pb_grpc
 
+from allocator_client import AllocatorClient, AllocatorError
 from tests.integration.conftest import RunningServer
 from tests.integration.helpers import DATE, LUOMA, SEARCH, eligibility, inventory, redemption
+from trafficalloc.v1 import allocator_pb2 as pb
+from trafficalloc.v1 import allocator_pb2_grpc as pb_grpc
 
 
 def snapshot(r: redis.Redis, prefix: str) -> dict[bytes, bytes | None]:
@@ -49,8 +49,14 @@ def test_bad_redemption_names_every_field_and_stores_nothing(
     err = rejected(client.record_redemption, bad)
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT
     assert fields(err) == {
-        "merchant_id", "points", "channels[0]", "channels[1]", "flight_end_date", "regions[0]", "quality[0].score",
-    }  # fmt: skip
+        "merchant_id",
+        "points",
+        "channels[0]",
+        "channels[1]",
+        "flight_end_date",
+        "regions[0]",
+        "quality[0].score",
+    }
     assert "PROGRAM_LUOMA_PLAN" in dict(err.field_violations)["channels[0]"]
     assert snapshot(redis_client, server.settings.key_prefix) == before
 
@@ -95,15 +101,24 @@ def test_empty_request_id_is_rejected(server: RunningServer) -> None:
     assert [v.field for v in bad.field_violations] == ["request_id"]
 
 
-def test_bad_inventory_and_oversized_batches(client: AllocatorClient, server: RunningServer, redis_client: redis.Redis) -> None:
+def test_bad_inventory_and_oversized_batches(
+    client: AllocatorClient, server: RunningServer, redis_client: redis.Redis
+) -> None:
     before = snapshot(redis_client, server.settings.key_prefix)
     inv = inventory()
     inv.nodes[0].hour = 24
     inv.nodes[1].capacity_impressions = -1
     inv.nodes[2].channel = 0
-    inv.nodes.append(pb.SupplyNode(hour=inv.nodes[3].hour, channel=inv.nodes[3].channel, region=inv.nodes[3].region))
+    inv.nodes.append(
+        pb.SupplyNode(hour=inv.nodes[3].hour, channel=inv.nodes[3].channel, region=inv.nodes[3].region)
+    )
     err = rejected(client.publish_inventory, inv)
-    assert {"nodes[0].hour", "nodes[1].capacity_impressions", "nodes[2].channel", f"nodes[{len(inv.nodes) - 1}]"} <= fields(err)
+    assert {
+        "nodes[0].hour",
+        "nodes[1].capacity_impressions",
+        "nodes[2].channel",
+        f"nodes[{len(inv.nodes) - 1}]",
+    } <= fields(err)
 
     big = eligibility("e-big", *[f"f-{i}" for i in range(10_001)])
     err = rejected(client.set_eligibility, big)
@@ -115,7 +130,9 @@ def test_bad_inventory_and_oversized_batches(client: AllocatorClient, server: Ru
 
     err = rejected(client.solve, pb.SolveRequest(start_date=DATE, end_date="2026-11-01"))
     assert fields(err) == {"end_date"}
-    err = rejected(client.solve, pb.SolveRequest(start_date=DATE, end_date="2027-06-01", time_limit_seconds=-1))
+    err = rejected(
+        client.solve, pb.SolveRequest(start_date=DATE, end_date="2027-06-01", time_limit_seconds=-1)
+    )
     assert fields(err) == {"end_date", "time_limit_seconds"}
     err = rejected(client.list_redemptions, pb.ListRedemptionsRequest(page_size=-1, page_token="garbage!"))
     assert fields(err) == {"page_size", "page_token"}
@@ -135,7 +152,9 @@ def test_unknowns_are_not_found(client: AllocatorClient) -> None:
     client.publish_inventory(inventory())
     client.record_redemption(redemption("r-1", "m-1"))
     client.solve(pb.SolveRequest(start_date=DATE))
-    err = rejected(client.get_merchant_allocation, pb.GetMerchantAllocationRequest(merchant_id="ghost", date=DATE))
+    err = rejected(
+        client.get_merchant_allocation, pb.GetMerchantAllocationRequest(merchant_id="ghost", date=DATE)
+    )
     assert err.code == grpc.StatusCode.NOT_FOUND
     err = rejected(
         client.get_node_allocation, pb.GetNodeAllocationRequest(date=DATE, hour=3, channel=1, region="mars")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from allocator_client import AllocatorClient, AllocatorError
-from trafficalloc.v1 import allocator_pb2 as pb
 
+from allocator_client import AllocatorClient, AllocatorError
 from tests.integration.helpers import DATE, HOME, LUOMA, PAY, eligibility, inventory, redemption
+from trafficalloc.v1 import allocator_pb2 as pb
 
 
 def seed(client: AllocatorClient) -> None:
@@ -115,7 +115,9 @@ def test_multi_day_flight_split_over_a_range(client: AllocatorClient) -> None:
 def test_cancelled_redemption_leaves_the_next_plan(client: AllocatorClient) -> None:
     seed(client)
     rec = client.record_redemption(redemption("r-c", "m-c", 700)).redemption
-    client.cancel_redemption(pb.CancelRedemptionRequest(request_id="cancel-1", redemption_id=rec.redemption_id))
+    client.cancel_redemption(
+        pb.CancelRedemptionRequest(request_id="cancel-1", redemption_id=rec.redemption_id)
+    )
     got = client.get_redemption(pb.GetRedemptionRequest(redemption_id=rec.redemption_id)).redemption
     assert got.status == pb.REDEMPTION_STATUS_CANCELLED
     plan = client.solve(pb.SolveRequest(start_date=DATE)).plan
@@ -144,7 +146,9 @@ def test_lists_paginate_in_order(client: AllocatorClient) -> None:
     client.set_eligibility(eligibility("e-many", *[f"f-{i:02d}" for i in range(12)]))
     first = client.list_eligibility(pb.ListEligibilityRequest(page_size=5))
     assert [e.merchant_id for e in first.entries] == [f"f-{i:02d}" for i in range(5)]
-    cleared = client.clear_eligibility(pb.ClearEligibilityRequest(request_id="clr", merchant_ids=["f-00", "nobody"]))
+    cleared = client.clear_eligibility(
+        pb.ClearEligibilityRequest(request_id="clr", merchant_ids=["f-00", "nobody"])
+    )
     assert cleared.cleared == 1
     assert client.list_eligibility(pb.ListEligibilityRequest(page_size=1)).entries[0].merchant_id == "f-01"
 
@@ -156,5 +160,7 @@ def test_inventory_replace_is_whole_and_readable(client: AllocatorClient) -> Non
     assert resp.node_count == 72
     page = client.get_inventory(pb.GetInventoryRequest(date=DATE, page_size=50))
     assert page.total_size == 72 and {n.region for n in page.nodes} == {"east"}
-    rest = client.get_inventory(pb.GetInventoryRequest(date=DATE, page_size=50, page_token=page.next_page_token))
+    rest = client.get_inventory(
+        pb.GetInventoryRequest(date=DATE, page_size=50, page_token=page.next_page_token)
+    )
     assert len(rest.nodes) == 22 and not rest.next_page_token

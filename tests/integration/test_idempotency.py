@@ -6,11 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from allocator_client import AllocatorClient, AllocatorError
-from trafficalloc.v1 import allocator_pb2 as pb
 
+from allocator_client import AllocatorClient, AllocatorError
 from tests.integration.conftest import RunningServer
 from tests.integration.helpers import eligibility, inventory, redemption
+from trafficalloc.v1 import allocator_pb2 as pb
 
 
 def test_retry_returns_the_first_answer(client: AllocatorClient) -> None:

@@ -10,10 +10,10 @@ import sys
 import time
 
 import psutil
-from allocator_client import AllocatorClient
-from trafficalloc.v1 import allocator_pb2 as pb
 
+from allocator_client import AllocatorClient
 from tests.integration.helpers import redemption
+from trafficalloc.v1 import allocator_pb2 as pb
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -22,11 +22,15 @@ def start(tmp: pathlib.Path) -> tuple[subprocess.Popen[bytes], str]:
     port_file = tmp / "port"
     port_file.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOCATOR_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "allocator.server", "--listen", "127.0.0.1:0", "--port-file", str(port_file),
-         "--data-dir", str(tmp / "data"), "--log-format", "json"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"),
-    )  # fmt: skip
+    args = ["--listen", "127.0.0.1:0", "--port-file", str(port_file), "--data-dir", str(tmp / "data")]
+    with open(tmp / "server.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "allocator.server", *args, "--log-format", "json"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     deadline = time.monotonic() + 60
     while not port_file.exists():
         assert proc.poll() is None, (tmp / "server.log").read_text()

@@ -8,18 +8,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from allocator_client import AllocatorClient, AllocatorError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from trafficalloc.v1 import allocator_pb2 as pb
 
 from allocator.store.embedded import EmbeddedRedis
+from allocator_client import AllocatorClient, AllocatorError
 from tests.integration.conftest import ServerFactory
 from tests.integration.helpers import DATE, eligibility, inventory, redemption
+from trafficalloc.v1 import allocator_pb2 as pb
 
 
 def health_status(target: str) -> int:
     with grpc.insecure_channel(target) as ch:
-        return int(health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status)
+        return int(
+            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+        )
 
 
 def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
@@ -73,7 +75,9 @@ def test_embedded_redis_survives_its_own_restart(tmp_path: pathlib.Path) -> None
 
 
 @pytest.mark.slow
-def test_redis_down_is_unavailable_and_recovery_needs_no_restart(servers: ServerFactory, tmp_path: pathlib.Path) -> None:
+def test_redis_down_is_unavailable_and_recovery_needs_no_restart(
+    servers: ServerFactory, tmp_path: pathlib.Path
+) -> None:
     own = EmbeddedRedis(tmp_path / "own-redis").start()
     try:
         srv = servers.start(redis_url=own.url)
@@ -105,9 +109,7 @@ def test_concurrent_identical_solves_run_one_solve(servers: ServerFactory) -> No
         c.wait_until_serving(20)
         c.publish_inventory(inventory(regions=tuple(f"r{i}" for i in range(6))))
         for i in range(300):
-            c.record_redemption(
-                redemption(f"r-{i}", f"m-{i}", 500 + i, regions=(f"r{i % 6}",))
-            )
+            c.record_redemption(redemption(f"r-{i}", f"m-{i}", 500 + i, regions=(f"r{i % 6}",)))
 
     def solve(target: str) -> pb.PlanSummary:
         with AllocatorClient(target, timeout=60) as cl:

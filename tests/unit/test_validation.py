@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import pytest
-from trafficalloc.v1 import allocator_pb2 as pb
 
 from allocator.errors import InvalidArgument
 from allocator.rules import load_rules
 from allocator.service import validation as v
+from trafficalloc.v1 import allocator_pb2 as pb
 
 
 def test_redemption_violations_are_all_reported() -> None:
-    req = pb.RecordRedemptionRequest(request_id="r", merchant_id="m", program=2, points=5, channels=[1, 3, 3],
-                                     flight_start_date="2026-12-01", flight_end_date="2027-12-31", regions=["a", "a"])  # fmt: skip
+    req = pb.RecordRedemptionRequest(
+        request_id="r",
+        merchant_id="m",
+        program=2,
+        points=5,
+        channels=[1, 3, 3],
+        flight_start_date="2026-12-01",
+        flight_end_date="2027-12-31",
+        regions=["a", "a"],
+    )
     with pytest.raises(InvalidArgument) as err:
         v.check_redemption(req, load_rules(), v.Limits())
     got = [f for f, _ in err.value.violations]
