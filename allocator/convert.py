@@ -59,12 +59,14 @@ def nodes_from_pb(date: dt.date, inventory: pb.GetInventoryResponse, rules: Rule
 def rules_to_pb(rules: Rules) -> pb.GetRulesResponse:
     return pb.GetRulesResponse(
         programs=[
-            pb.ProgramRule(program=int(p), channels=sorted(int(c) for c in cs))
+            pb.ProgramRule(
+                program=pb.Program.ValueType(p), channels=sorted(pb.Channel.ValueType(c) for c in cs)
+            )
             for p, cs in sorted(rules.program_channels.items())
         ],
         channels=[
             pb.ChannelRule(
-                channel=int(c),
+                channel=pb.Channel.ValueType(c),
                 default_price_points_per_mille=rules.default_price[c],
                 daily_promotion_share=rules.free_share.get(c, 0.0),
             )

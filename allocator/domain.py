@@ -144,6 +144,16 @@ class Problem:
     free_cap: I64  # (F,) most free impressions over the planned dates
     free_arc_merchant: I32  # (G,)
     free_arc_node: I32  # (G,)
+    # Demand d pays for redemption demand_source[d] on day demand_day[d] (a date ordinal): a flight over
+    # several planned dates is one demand per day, carrying that day's due points. None: demand d is
+    # redemption d on every planned date (hand-made problems in tests).
+    demand_source: I32 | None = None
+    demand_day: I32 | None = None
+
+    def source_of_demands(self) -> I32:
+        if self.demand_source is None:
+            return np.arange(self.demand_points.size, dtype=np.int32)
+        return self.demand_source
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 
 from allocator.domain import F64, I8, I32, I64, Plan, Problem, ProblemInputs
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,11 @@ def build_stored_plan(inputs: ProblemInputs, problem: Problem, plan: Plan) -> St
     regions = sorted({n.region for n in inputs.nodes})
     region_index = {r: i for i, r in enumerate(regions)}
     reds, eligs, nodes = inputs.redemptions, inputs.eligibility, inputs.nodes
+    source = problem.source_of_demands().tolist()
+    if problem.demand_day is None:  # one demand over all dates: attribute it to the first
+        day = np.full(len(source), inputs.dates[0].toordinal(), dtype=np.int32)
+    else:
+        day = problem.demand_day
     arrays: dict[str, np.ndarray] = {
         "format": np.array([FORMAT_VERSION], dtype=np.int32),
         "regions": np.array(regions, dtype=str),
@@ -44,12 +49,10 @@ def build_stored_plan(inputs: ProblemInputs, problem: Problem, plan: Plan) -> St
         "node_region": np.array([region_index[n.region] for n in nodes], dtype=np.int32),
         "node_capacity": problem.node_capacity,
         "node_price": problem.node_price,
-        "demand_redemption": np.array([r.redemption_id for r in reds], dtype=str),
-        "demand_merchant": np.array([r.merchant_id for r in reds], dtype=str),
+        "demand_redemption": np.array([reds[i].redemption_id for i in source], dtype=str).reshape(-1),
+        "demand_merchant": np.array([reds[i].merchant_id for i in source], dtype=str).reshape(-1),
         "demand_program": problem.demand_program,
-        "demand_total_points": np.array([r.points for r in reds], dtype=np.int64),
-        "demand_flight_start": np.array([r.flight_start.toordinal() for r in reds], dtype=np.int32),
-        "demand_flight_end": np.array([r.flight_end.toordinal() for r in reds], dtype=np.int32),
+        "demand_day": day,
         "demand_due": problem.demand_points,
         "demand_delivered": plan.demand_delivered,
         "demand_under": plan.demand_under,
@@ -150,15 +153,17 @@ class PlanView:
         return self._node_index.get((date.toordinal(), hour, channel, region))
 
     def merchant_day(self, merchant_id: str, date: dt.date) -> MerchantDay:
+        """The merchant's paid demands of that day (one per redemption) and its free cells."""
         day = date.toordinal()
         paid: list[Cell] = []
         due = delivered = 0
         order, starts = self._paid_by_demand
         for d in self._demands_of.get(merchant_id, []):
-            due += self._due_on(d, day)
+            if int(self.s.demand_day[d]) != day:
+                continue
+            due += int(self.s.demand_due[d])
+            delivered += int(self.s.demand_delivered[d])
             idx = order[starts[d] : starts[d + 1]]
-            idx = idx[self.s.node_date[self.s.paid_node[idx]] == day]
-            delivered += int(self.s.paid_points[idx].sum())
             rid = str(self.s.demand_redemption[d])
             paid += self._cells(
                 self.s.paid_node[idx], self.s.paid_impressions[idx], self.s.paid_points[idx], rid
@@ -171,7 +176,10 @@ class PlanView:
             idx = idx[self.s.node_date[self.s.free_node[idx]] == day]
             zeros = np.zeros(len(idx), dtype=np.int64)
             free = self._cells(self.s.free_node[idx], self.s.free_impressions[idx], zeros, "")
-        key = lambda c: (c.channel, c.hour, c.region, c.redemption_id)  # noqa: E731
+
+        def key(c: Cell) -> tuple[int, int, str, str]:
+            return (c.channel, c.hour, c.region, c.redemption_id)
+
         return MerchantDay(sorted(paid, key=key), sorted(free, key=key), due, delivered)
 
     def node_entries(self, node: int) -> list[NodeEntry]:
@@ -197,18 +205,6 @@ class PlanView:
             (e for e in entries if e.impressions > 0 or e.points > 0),
             key=lambda e: (-e.impressions, e.merchant_id, e.redemption_id),
         )
-
-    def _due_on(self, d: int, day: int) -> int:
-        """Points of demand d due on one day: the same cumulative pro-rata split the problem builder uses."""
-        start, end, points = (
-            int(self.s.demand_flight_start[d]),
-            int(self.s.demand_flight_end[d]),
-            int(self.s.demand_total_points[d]),
-        )
-        if not start <= day <= end:
-            return 0
-        n, k = end - start + 1, day - start
-        return points * (k + 1) // n - points * k // n
 
     def _cells(self, nodes: I32, impressions: I64, points: I64, rid: str) -> list[Cell]:
         regions = self.s.regions.tolist()

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from google.protobuf import timestamp_pb2
 
 from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb
-from allocator.domain import ProblemInputs, Rules, SolveParams, SupplyNode
+from allocator.domain import Plan, ProblemInputs, Rules, SolveParams, SupplyNode
 from allocator.errors import FailedPrecondition, NotFound, Unavailable
 from allocator.optimise import solve
-from allocator.plan_codec import PlanView, build_stored_plan, decode_plan, encode_plan
+from allocator.plan_codec import FORMAT_VERSION, PlanView, build_stored_plan, decode_plan, encode_plan
 from allocator.problem import build_problem
 from allocator.rules import rules_to_json
 from allocator.store.plans import PlanStore
 from allocator.store.records import RecordStore
-from allocator.summary import plan_figures
+from allocator.summary import PlanFigures, plan_figures
 from allocator.validate import assert_plan_feasible
 from trafficalloc.v1 import allocator_pb2 as pb
 
@@ -91,7 +91,7 @@ class Planner:
 
     def fingerprint(self, raw: RawInputs, params: SolveParams) -> str:
         h = hashlib.sha256()
-        h.update(b"allocator-plan/1\x00")
+        h.update(f"allocator-plan/{FORMAT_VERSION}\x00".encode())  # a new blob format never hits old plans
         h.update(rules_to_json(self.rules).encode())
         h.update(json.dumps(dataclasses.asdict(params), sort_keys=True).encode())
         for date, inv in zip(raw.dates, raw.inventories, strict=True):
@@ -250,21 +250,21 @@ def _with_flag(summary: pb.PlanSummary, **flags: bool) -> pb.PlanSummary:
     return out
 
 
-def _summary_pb(plan_id: str, dates: tuple[dt.date, ...], plan, figures) -> pb.PlanSummary:  # type: ignore[no-untyped-def]
+def _summary_pb(plan_id: str, dates: tuple[dt.date, ...], plan: Plan, figures: PlanFigures) -> pb.PlanSummary:
     created = timestamp_pb2.Timestamp()
     created.GetCurrentTime()
     return pb.PlanSummary(
         plan_id=plan_id,
         start_date=dates[0].isoformat(),
         end_date=dates[-1].isoformat(),
-        status=int(plan.status),
+        status=pb.PlanStatus.ValueType(plan.status),
         status_detail=plan.status_detail,
         objective=pb.ObjectiveParts(
             value=plan.value, under_delivery_penalty=plan.penalty, total=plan.objective
         ),
         programs=[
             pb.ProgramDelivery(
-                program=int(p.program),
+                program=pb.Program.ValueType(p.program),
                 redemptions=p.redemptions,
                 points_due=p.points_due,
                 points_delivered=p.points_delivered,
@@ -275,7 +275,7 @@ def _summary_pb(plan_id: str, dates: tuple[dt.date, ...], plan, figures) -> pb.P
         ],
         channels=[
             pb.ChannelFill(
-                channel=int(c.channel),
+                channel=pb.Channel.ValueType(c.channel),
                 capacity_impressions=c.capacity_impressions,
                 paid_impressions=c.paid_impressions,
                 free_impressions=c.free_impressions,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from typing import TypeAlias
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -15,6 +16,7 @@ from google.protobuf.message import Message
 from allocator.convert import rules_to_pb
 from allocator.domain import Rules
 from allocator.errors import FailedPrecondition, NotFound
+from allocator.plan_codec import Cell
 from allocator.planner import Planner
 from allocator.service import validation as v
 from allocator.service.status import rpc_boundary
@@ -23,14 +25,14 @@ from allocator.store.records import RecordStore
 from trafficalloc.v1 import allocator_pb2 as pb
 from trafficalloc.v1 import allocator_pb2_grpc as pb_grpc
 
-Ctx = grpc.ServicerContext
+Ctx: TypeAlias = grpc.ServicerContext
 
 
 def content_digest(request: Message) -> str:
     """sha256 of the request without its request_id: what "the same content" means for a retry."""
     copy = type(request)()
     copy.CopyFrom(request)
-    copy.ClearField("request_id")  # type: ignore[arg-type]
+    copy.ClearField("request_id")
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
@@ -326,9 +328,9 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
         return rules_to_pb(self.rules)
 
 
-def _cell(cell) -> pb.AllocationCell:  # type: ignore[no-untyped-def]
+def _cell(cell: Cell) -> pb.AllocationCell:
     return pb.AllocationCell(
-        channel=cell.channel,
+        channel=pb.Channel.ValueType(cell.channel),
         hour=cell.hour,
         region=cell.region,
         impressions=cell.impressions,

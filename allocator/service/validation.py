@@ -180,11 +180,11 @@ def check_redemption(req: pb.RecordRedemptionRequest, rules: Rules, limits: Limi
     allowed = rules.program_channels.get(program, frozenset()) if program else None
     for i, value in enumerate(req.channels):
         channel = c.channel(f"channels[{i}]", value)
-        if channel is not None and allowed is not None and channel not in allowed:
+        if channel is not None and program is not None and allowed is not None and channel not in allowed:
             c.add(
                 f"channels[{i}]",
                 f"CHANNEL_{channel.name} may not be bought with PROGRAM_{program.name} points",
-            )  # type: ignore[union-attr]
+            )
     c.date_range(
         "flight_start_date",
         req.flight_start_date,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
@@ -62,7 +63,7 @@ class IdempotentWriter:
     def previous(self, request_key: str, digest: str) -> CommitResult | None:
         """The stored answer of an earlier identical request, before doing any work; None if new."""
         raw = self._client.get(request_key)
-        return None if raw is None else self._check(raw, digest)
+        return None if raw is None else self._check(cast(bytes, raw), digest)
 
     def commit(self, request_key: str, digest: str, response: bytes, ops: Sequence[Op]) -> CommitResult:
         keys = [request_key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 import redis
 
@@ -30,12 +31,10 @@ class PlanStore:
         pipe.execute()
 
     def summary(self, plan_id: str) -> bytes | None:
-        raw: bytes | None = self._r.get(self._k.plan_summary(plan_id))
-        return raw
+        return cast(bytes | None, self._r.get(self._k.plan_summary(plan_id)))
 
     def data(self, plan_id: str) -> bytes | None:
-        raw: bytes | None = self._r.get(self._k.plan_data(plan_id))
-        return raw
+        return cast(bytes | None, self._r.get(self._k.plan_data(plan_id)))
 
     def touch(self, plan_id: str) -> None:
         """Restart a plan's expiry (an activated plan lives another full TTL)."""
@@ -51,7 +50,7 @@ class PlanStore:
         if not dates:
             return []
         raws = self._r.hmget(self._k.active_plans(), dates)
-        return [raw.decode() if raw is not None else "" for raw in raws]
+        return [cast(bytes, raw).decode() if raw is not None else "" for raw in raws]
 
     def activate(
         self, request_id: str, digest: str, plan_id: str, dates: list[str], response: bytes

@@ -7,6 +7,7 @@ through IdempotentWriter, so a write and its request id commit atomically.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import redis
 
@@ -36,8 +37,7 @@ class RecordStore:
         return self._writer.commit(self._k.inventory_request(date, request_id), digest, response, ops)
 
     def inventory_bytes(self, date: str) -> bytes | None:
-        raw: bytes | None = self._r.get(self._k.inventory(date))
-        return raw
+        return cast(bytes | None, self._r.get(self._k.inventory(date)))
 
     def inventory(self, date: str) -> pb.GetInventoryResponse | None:
         raw = self.inventory_bytes(date)
@@ -63,7 +63,7 @@ class RecordStore:
         return self._writer.commit(self._k.redemption_request(request_id), digest, response, ops)
 
     def redemption(self, redemption_id: str) -> pb.Redemption | None:
-        raw = self._r.hget(self._k.redemptions(), redemption_id)
+        raw = cast(bytes | None, self._r.hget(self._k.redemptions(), redemption_id))
         return None if raw is None else pb.Redemption.FromString(raw)
 
     def redemption_page(
@@ -75,19 +75,19 @@ class RecordStore:
             members = self._r.zrangebylex(
                 self._k.redemptions_by_merchant(), lo, f"[{merchant_id}\x00\xff", start=0, num=limit + 1
             )
-            ids = [m.decode().split("\x00", 1)[1] for m in members]
+            ids = [cast(bytes, m).decode().split("\x00", 1)[1] for m in members]
         else:
             lo = f"({after}" if after else "-"
-            ids = [m.decode() for m in self._r.zrangebylex(self._k.redemption_ids(), lo, "+", 0, limit + 1)]
+            found = self._r.zrangebylex(self._k.redemption_ids(), lo, "+", 0, limit + 1)
+            ids = [cast(bytes, m).decode() for m in found]
         more = len(ids) > limit
         ids = ids[:limit]
         raws = self._r.hmget(self._k.redemptions(), ids) if ids else []
-        items = [pb.Redemption.FromString(raw) for raw in raws if raw is not None]
+        items = [pb.Redemption.FromString(cast(bytes, raw)) for raw in raws if raw is not None]
         return items, (ids[-1] if more and ids else "")
 
     def all_redemption_bytes(self) -> dict[bytes, bytes]:
-        raw: dict[bytes, bytes] = self._r.hgetall(self._k.redemptions())
-        return raw
+        return cast(dict[bytes, bytes], self._r.hgetall(self._k.redemptions()))
 
     # ---- eligibility -------------------------------------------------------------------------
 
@@ -116,13 +116,13 @@ class RecordStore:
 
     def eligibility_page(self, after: str, limit: int) -> tuple[list[pb.DailyPromotionEligibility], str]:
         lo = f"({after}" if after else "-"
-        ids = [m.decode() for m in self._r.zrangebylex(self._k.eligibility_ids(), lo, "+", 0, limit + 1)]
+        found = self._r.zrangebylex(self._k.eligibility_ids(), lo, "+", 0, limit + 1)
+        ids = [cast(bytes, m).decode() for m in found]
         more = len(ids) > limit
         ids = ids[:limit]
         raws = self._r.hmget(self._k.eligibility(), ids) if ids else []
-        items = [pb.DailyPromotionEligibility.FromString(raw) for raw in raws if raw is not None]
+        items = [pb.DailyPromotionEligibility.FromString(cast(bytes, raw)) for raw in raws if raw is not None]
         return items, (ids[-1] if more and ids else "")
 
     def all_eligibility_bytes(self) -> dict[bytes, bytes]:
-        raw: dict[bytes, bytes] = self._r.hgetall(self._k.eligibility())
-        return raw
+        return cast(dict[bytes, bytes], self._r.hgetall(self._k.eligibility()))

@@ -1,0 +1,161 @@
+"""The guaranteed (points) tier as one integral min-cost flow.
+
+Flow is measured in points. Graph nodes: demand d (0..D-1, supply = its points due), supply node s
+(D..D+S-1), and one sink (D+S, supply = minus all points). Because a node's price is the same for every
+demand on it, a point is a point everywhere and the problem is a pure network flow, solved exactly in
+integers by OR-Tools' SimpleMinCostFlow, built from numpy arrays in one call per kind of data.
+
+Representativeness (SHALE's idea) is a *soft* cap on each arc: demand d may take up to
+cap[d,s] = ceil(kappa * points_d * paidcap_s / eligible_paidcap_d) points from node s at the full value,
+and more only through a parallel overflow arc that costs `spread_penalty` more per point. Soft rather than
+hard caps because a hard cap can strand points that the supply could carry: the caps spread delivery over
+the eligible supply, but they never cause under-delivery (the penalty is far below the under-delivery one).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+from ortools.graph.python import min_cost_flow
+
+from allocator.domain import F64, I32, I64, Problem, SolveParams
+from allocator.problem import node_paid_points
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PaidResult:
+    """The paid tier's allocation: arcs with positive flow, per-demand totals and the objective."""
+
+    ok: bool
+    detail: str
+    demand: I32
+    node: I32
+    points: I64
+    impressions: I64
+    delivered: I64
+    under: I64
+    value: float
+    penalty: float
+    objective: float
+    build_seconds: float = 0.0
+
+
+def arc_caps_and_costs(problem: Problem, params: SolveParams) -> tuple[I64, I64, I64]:
+    """Per paid arc: representativeness cap, node paid capacity and unit cost (all in points / cost units).
+
+    cap = ceil(kappa * points_d * paidcap_s / eligible_paidcap_d), clipped to paidcap_s;
+    cost = -round_half_up(value_scale * quality * 1000 / price_s): minus the value of one point there.
+    """
+    paidcap = node_paid_points(problem)
+    ad = problem.arc_demand.astype(np.int64)
+    an = problem.arc_node.astype(np.int64)
+    pc = paidcap[an]
+    eligible = np.zeros(problem.demand_points.size, dtype=np.int64)
+    np.add.at(eligible, ad, pc)
+    raw = np.ceil(params.kappa * problem.demand_points[ad] * pc / np.maximum(eligible[ad], 1))
+    cap = np.minimum(raw, pc).astype(np.int64)
+    value = params.value_scale * problem.arc_quality * 1000.0 / problem.node_price[an]
+    cost = -np.floor(value + 0.5).astype(np.int64)
+    return cap, pc, cost
+
+
+def _empty(problem: Problem, ok: bool, detail: str) -> PaidResult:
+    d = problem.demand_points.size
+    return PaidResult(
+        ok,
+        detail,
+        np.zeros(0, np.int32),
+        np.zeros(0, np.int32),
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int64),
+        np.zeros(d, np.int64),
+        problem.demand_points.astype(np.int64),
+        0.0,
+        0.0,
+        0.0,
+    )
+
+
+def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
+    """Solve the paid tier; a solver failure is returned as ok=False with a detail, never raised."""
+    n_dem = problem.demand_points.size
+    n_nodes = problem.node_capacity.size
+    sink = n_dem + n_nodes
+    points = problem.demand_points.astype(np.int64)
+    n_arcs = problem.arc_demand.size
+    if n_arcs == 0:
+        penalty = float(params.under_delivery_penalty * int(points.sum()))
+        return replace(_empty(problem, True, "no eligible paid arcs"), penalty=penalty, objective=penalty)
+
+    start = time.perf_counter()
+    cap, pc, cost = arc_caps_and_costs(problem, params)
+    ad = problem.arc_demand.astype(np.int32)
+    an = problem.arc_node.astype(np.int32) + n_dem
+    over = pc - cap
+    has_over = np.flatnonzero(over > 0)
+    paidcap = node_paid_points(problem)
+    node_ids = np.arange(n_dem, sink, dtype=np.int32)
+    dem_ids = np.arange(n_dem, dtype=np.int32)
+    tails = np.concatenate(
+        [
+            ad,  # 1. demand -> node, up to the representativeness cap, at minus the value of a point
+            ad[has_over],  # 2. demand -> node overflow above the cap, value minus the spread penalty
+            node_ids,  # 3. node -> sink, the node's paid capacity in points
+            dem_ids,  # 4. demand -> sink, under-delivery at a penalty that dominates any value
+        ]
+    )
+    heads = np.concatenate(
+        [an, an[has_over], np.full(n_nodes, sink, np.int32), np.full(n_dem, sink, np.int32)]
+    )
+    caps = np.concatenate([cap, over[has_over], paidcap, points]).astype(np.int64)
+    costs = np.concatenate(
+        [
+            cost,
+            cost[has_over] + params.spread_penalty,
+            np.zeros(n_nodes, np.int64),
+            np.full(n_dem, params.under_delivery_penalty, np.int64),
+        ]
+    ).astype(np.int64)
+    supplies = np.concatenate([points, np.zeros(n_nodes, np.int64), [-int(points.sum())]]).astype(np.int64)
+
+    smcf = min_cost_flow.SimpleMinCostFlow()
+    arc_ids = smcf.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
+    smcf.set_nodes_supplies(np.arange(sink + 1, dtype=np.int32), supplies)
+    built = time.perf_counter() - start
+    status = smcf.solve()
+    if status != smcf.OPTIMAL:
+        logger.warning("paid min-cost flow ended with status %s", status)
+        return _empty(problem, False, f"paid min-cost flow status {status.name}")
+
+    flows = np.asarray(smcf.flows(np.asarray(arc_ids)), dtype=np.int64)
+    arc_points = flows[:n_arcs].copy()
+    arc_points[has_over] += flows[n_arcs : n_arcs + has_over.size]
+    under = flows[-n_dem:] if n_dem else np.zeros(0, np.int64)
+
+    used = np.flatnonzero(arc_points > 0)
+    p_dem = problem.arc_demand[used].astype(np.int32)
+    p_node = problem.arc_node[used].astype(np.int32)
+    p_points = arc_points[used]
+    p_impr = p_points * 1000 // problem.node_price[p_node]
+    quality: F64 = problem.arc_quality[used]
+    delivered = np.zeros(n_dem, dtype=np.int64)
+    np.add.at(delivered, p_dem, p_points)
+    return PaidResult(
+        ok=True,
+        detail="",
+        demand=p_dem,
+        node=p_node,
+        points=p_points,
+        impressions=p_impr,
+        delivered=delivered,
+        under=under,
+        value=float(np.dot(quality, p_impr)),
+        penalty=float(params.under_delivery_penalty * int(under.sum())),
+        objective=float(smcf.optimal_cost()),
+        build_seconds=built,
+    )

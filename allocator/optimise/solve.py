@@ -1,0 +1,79 @@
+"""Solve a Problem: the paid tier (min-cost flow), then the free pool on what the paid plan leaves."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from allocator.domain import Plan, PlanStatus, Problem, SolveParams
+from allocator.optimise.free_pool import FreeResult, node_free_capacity, solve_free
+from allocator.optimise.paid_flow import solve_paid
+
+logger = logging.getLogger(__name__)
+
+
+def _no_free(extras: dict[str, float]) -> FreeResult:
+    empty = np.zeros(0, dtype=np.int64)
+    return FreeResult(empty.astype(np.int32), empty.astype(np.int32), empty, 0.0, False, extras)
+
+
+def solve(problem: Problem, params: SolveParams) -> Plan:
+    """Plan `problem`: paid points first (exact min-cost flow), then the free pool (max-min fair).
+
+    Never raises on solver trouble: a failed paid tier gives an empty FAILED plan with a detail; the free
+    pool running past params.time_limit_s gives a valid TIME_LIMIT plan. build_seconds is the time spent
+    building the two solver graphs from the arrays, solve_seconds the rest (both time.perf_counter).
+    """
+    start = time.perf_counter()
+    deadline = start + params.time_limit_s
+    paid = solve_paid(problem, params)
+    paid_done = time.perf_counter()
+    if not paid.ok:
+        free = _no_free({})
+    else:
+        node_free = node_free_capacity(problem, paid.node, paid.impressions)
+        try:
+            free = solve_free(problem, node_free, params.fairness_rel_tol, deadline, params.kappa)
+        except RuntimeError as exc:  # a max-flow failure: keep the paid plan, give nothing free
+            logger.error("free pool failed: %s", exc)
+            free = _no_free({"free_failed": 1.0})
+    end = time.perf_counter()
+
+    under_total = int(paid.under.sum())
+    if not paid.ok:
+        status, detail = PlanStatus.FAILED, paid.detail
+    elif free.timed_out:
+        status, detail = PlanStatus.TIME_LIMIT, "free-pool fairness stopped by the time limit"
+    elif under_total > 0:
+        status, detail = PlanStatus.PARTIAL, f"{under_total} paid points cannot be delivered"
+    else:
+        status, detail = PlanStatus.OPTIMAL, ""
+    if status == PlanStatus.TIME_LIMIT and under_total > 0:
+        detail += f"; {under_total} paid points cannot be delivered"
+
+    build = paid.build_seconds + float(free.extras.get("free_build_seconds", 0.0))
+    extras = dict(free.extras)
+    extras["paid_seconds"] = paid_done - start
+    extras["free_seconds"] = end - paid_done
+    return Plan(
+        status=status,
+        status_detail=detail,
+        paid_demand=paid.demand,
+        paid_node=paid.node,
+        paid_points=paid.points,
+        paid_impressions=paid.impressions,
+        free_merchant=free.merchant,
+        free_node=free.node,
+        free_impressions=free.impressions,
+        demand_delivered=paid.delivered,
+        demand_under=paid.under,
+        free_level=free.level,
+        value=paid.value,
+        penalty=paid.penalty,
+        objective=paid.objective,
+        build_seconds=build,
+        solve_seconds=end - start - build,
+        extras=extras,
+    )

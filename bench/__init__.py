@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of the optimiser; each prints one JSON object as its last line."""

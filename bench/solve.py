@@ -1,0 +1,169 @@
+"""Benchmark the optimiser on a synthetic day; the last line printed is one JSON object.
+
+    python -m bench.solve --merchants 20000 --nodes 5000 --arcs-per-merchant 50 --contention 0.9 --json
+
+The instance is generated directly as arrays (no records): skewed merchant sizes (lognormal), peak hours,
+regional skew and popular nodes; --contention C scales the paid points to C times the total paid supply.
+Free merchants are a quarter of the paid ones, with half as many arcs each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from allocator.domain import Problem, SolveParams
+from allocator.optimise import solve
+from allocator.optimise.free_pool import node_free_capacity
+from allocator.problem import node_paid_points
+from allocator.summary import plan_figures
+
+_PRICE = np.array([0, 60, 40, 80])  # points per mille by channel value
+_SHARE = np.array([0.0, 0.10, 0.15, 0.10])  # daily-promotion share by channel value
+
+
+@dataclass(frozen=True)
+class Spec:
+    merchants: int
+    nodes: int
+    arcs_per_merchant: int
+    contention: float
+    seed: int
+
+
+def _arcs(rng: np.random.Generator, tails: int, per_tail: int, popularity: np.ndarray) -> np.ndarray:
+    """Distinct (tail, node) pairs drawn by node popularity, sorted by tail then node, as keys t*S + s."""
+    n_nodes = popularity.size
+    heads = rng.choice(n_nodes, size=tails * per_tail, p=popularity)
+    keys = np.repeat(np.arange(tails, dtype=np.int64), per_tail) * n_nodes + heads
+    return np.unique(keys)
+
+
+def generate(spec: Spec) -> Problem:
+    """A synthetic one-day Problem with the shape of real traffic, reproducible from the seed."""
+    rng = np.random.default_rng(spec.seed)
+    s, n = spec.nodes, spec.merchants
+    hour = rng.integers(0, 24, s)
+    peak = 1 + 2 * np.exp(-((hour - 12) ** 2) / 8) + 1.5 * np.exp(-((hour - 19) ** 2) / 4)
+    region_weight = 1 / np.arange(1, 21)
+    region = rng.choice(20, s, p=region_weight / region_weight.sum())
+    channel = rng.integers(1, 4, s).astype(np.int8)
+    capacity = (rng.lognormal(8.0, 0.8, s) * peak * (1 + 5 * region_weight[region])).astype(np.int64)
+    price = np.maximum(1, (_PRICE[channel] * rng.uniform(0.8, 1.25, s)).astype(np.int64))
+    reserved = np.floor(capacity * _SHARE[channel]).astype(np.int64)
+    popularity = peak * region_weight[region] * rng.lognormal(0, 0.5, s)
+    popularity /= popularity.sum()
+
+    # paid demands: lognormal sizes scaled to the contention, arcs drawn by node popularity
+    keys = _arcs(rng, n, spec.arcs_per_merchant, popularity)
+    arc_demand, arc_node = (keys // s).astype(np.int32), (keys % s).astype(np.int32)
+    total_paid = int((((capacity - reserved) * price) // 1000).sum())
+    size = rng.lognormal(0, 1.0, n)
+    points = np.maximum(1, np.round(size / size.sum() * spec.contention * total_paid)).astype(np.int64)
+    quality = rng.uniform(0.5, 1.5, (n, 4))
+
+    # free merchants: a quarter as many, half the arcs, weights 1..5, daily caps that bind for some
+    n_free = max(1, n // 4)
+    fkeys = _arcs(rng, n_free, max(1, spec.arcs_per_merchant // 2), popularity)
+    weight = rng.choice([1.0, 2.0, 3.0, 5.0], n_free, p=[0.55, 0.25, 0.12, 0.08])
+    quota = max(1, int(2 * (capacity.sum() * 0.15) / weight.sum()))
+    return Problem(
+        node_capacity=capacity,
+        node_price=price,
+        node_channel=channel,
+        node_free_reserved=reserved,
+        demand_points=points,
+        demand_program=rng.integers(1, 3, n).astype(np.int8),
+        arc_demand=arc_demand,
+        arc_node=arc_node,
+        arc_quality=quality[arc_demand, channel[arc_node]],
+        free_weight=weight,
+        free_cap=np.floor(weight * quota + 0.5).astype(np.int64),
+        free_arc_merchant=(fkeys // s).astype(np.int32),
+        free_arc_node=(fkeys % s).astype(np.int32),
+    )
+
+
+def run(spec: Spec, oracle: bool, baselines: bool) -> dict[str, object]:
+    started = time.perf_counter()
+    problem = generate(spec)
+    gen_s = time.perf_counter() - started
+    params = SolveParams()
+    plan = solve(problem, params)
+    figures = plan_figures(problem, plan)
+    due = int(problem.demand_points.sum())
+    out: dict[str, object] = {
+        "merchants": spec.merchants,
+        "nodes": spec.nodes,
+        "arcs": int(problem.arc_demand.size),
+        "free_merchants": int(problem.free_weight.size),
+        "free_arcs": int(problem.free_arc_merchant.size),
+        "contention": spec.contention,
+        "seed": spec.seed,
+        "status": plan.status.name,
+        "generate_s": round(gen_s, 4),
+        "build_s": round(plan.build_seconds, 4),
+        "solve_s": round(plan.solve_seconds, 4),
+        "total_s": round(plan.build_seconds + plan.solve_seconds, 4),
+        "paid_s": round(float(plan.extras.get("paid_seconds", 0.0)), 4),
+        "free_s": round(float(plan.extras.get("free_seconds", 0.0)), 4),
+        "free_rounds": int(plan.extras.get("free_rounds", 0)),
+        "free_maxflow_solves": int(plan.extras.get("free_maxflow_solves", 0)),
+        "objective": plan.objective,
+        "value": plan.value,
+        "paid_under_delivery_ratio": int(plan.demand_under.sum()) / due if due else 0.0,
+        "free_maxmin_level": plan.free_level,
+        "free_jain": figures.free_jain,
+    }
+    if oracle:
+        from bench.oracle import free_lp_level, paid_lp_objective
+
+        t0 = time.perf_counter()
+        oracle_objective = paid_lp_objective(problem, params)
+        out["oracle_objective"] = oracle_objective
+        out["oracle_s"] = round(time.perf_counter() - t0, 4)
+        out["oracle_rel_gap"] = abs(plan.objective - oracle_objective) / max(1.0, abs(plan.objective))
+        node_free = node_free_capacity(problem, plan.paid_node, plan.paid_impressions)
+        out["free_maxmin_level_lp"] = free_lp_level(problem, node_free)
+    if baselines:
+        from allocator.optimise.baselines import hwm, proportional
+
+        paidcap = node_paid_points(problem)
+        for name, fn in (("hwm", hwm), ("proportional", proportional)):
+            points = fn(problem.arc_demand, problem.arc_node, problem.demand_points, paidcap)
+            impressions = points * 1000 // problem.node_price[problem.arc_node]
+            delivered = np.bincount(problem.arc_demand, weights=points, minlength=problem.demand_points.size)
+            out[f"{name}_under_delivery_ratio"] = float(due - delivered.sum()) / due if due else 0.0
+            out[f"{name}_value"] = float(np.dot(problem.arc_quality, impressions))
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--merchants", type=int, default=5000)
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--arcs-per-merchant", type=int, default=20)
+    ap.add_argument("--contention", type=float, default=0.9)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--oracle", action="store_true", help="also solve the LP oracles with HiGHS")
+    ap.add_argument("--baselines", action="store_true", help="also run the HWM and proportional baselines")
+    ap.add_argument("--json", action="store_true", help="print only the JSON line")
+    args = ap.parse_args(argv)
+    spec = Spec(args.merchants, args.nodes, args.arcs_per_merchant, args.contention, args.seed)
+    out = run(spec, args.oracle, args.baselines)
+    if not args.json:
+        for k, v in out.items():
+            print(f"{k:>32}  {v}", file=sys.stderr)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

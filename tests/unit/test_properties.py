@@ -1,0 +1,118 @@
+"""Property tests: on random small instances every plan is feasible and optimal against HiGHS LP oracles."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from allocator.domain import (
+    Channel,
+    Eligibility,
+    ProblemInputs,
+    Program,
+    Redemption,
+    Rules,
+    SolveParams,
+    SupplyNode,
+)
+from allocator.optimise import solve
+from allocator.optimise.free_pool import node_free_capacity
+from allocator.problem import build_problem
+from allocator.validate import assert_plan_feasible
+from bench.oracle import free_lp_level, paid_lp_objective
+
+from .builders import D0
+
+DAYS = [D0 + dt.timedelta(days=k) for k in range(-1, 3)]
+REGIONS = ["north", "south"]
+channels = st.sampled_from(list(Channel))
+channel_sets = st.lists(channels, min_size=1, max_size=3, unique=True).map(tuple)
+wide_channel_sets = st.one_of(st.just(tuple(Channel)), channel_sets)
+region_sets = st.lists(st.sampled_from(REGIONS), min_size=1, max_size=2, unique=True).map(tuple)
+
+
+@st.composite
+def flight(draw: st.DrawFn) -> tuple[dt.date, dt.date]:
+    return draw(st.sampled_from(DAYS[:2])), draw(st.sampled_from(DAYS[1:]))  # always covers D0
+
+
+@st.composite
+def problem_inputs(draw: st.DrawFn) -> ProblemInputs:
+    dates = tuple(DAYS[1 : 1 + draw(st.integers(1, 2))])
+    nodes = tuple(
+        SupplyNode(draw(st.sampled_from(dates)), draw(st.integers(0, 23)), draw(channels),
+                   draw(st.sampled_from(REGIONS)), draw(st.integers(0, 300)),
+                   draw(st.sampled_from([10, 40, 333, 1000, 2500])))
+        for _ in range(draw(st.integers(1, 6)))
+    )  # fmt: skip
+    reds = []
+    for i in range(draw(st.integers(0, 8))):
+        start, end = draw(flight())
+        quality = tuple((c, draw(st.sampled_from([0.5, 1.0, 1.7, 3.0]))) for c in draw(channel_sets))
+        reds.append(
+            Redemption(
+                f"r{i}",
+                f"m{i}",
+                draw(st.sampled_from(list(Program))),
+                draw(st.integers(1, 400)),
+                draw(channel_sets),
+                start,
+                end,
+                draw(region_sets),
+                quality,
+            )
+        )
+    eligs = []
+    for i in range(draw(st.integers(0, 5))):
+        start, end = draw(flight())
+        chans = draw(st.one_of(st.just(()), channel_sets))
+        eligs.append(
+            Eligibility(
+                f"f{i}", draw(st.sampled_from([0.3, 1.0, 2.0, 5.0])), draw(region_sets), start, end, chans
+            )
+        )
+    rules = Rules(
+        program_channels={
+            Program.STAR_PLAN: frozenset(Channel),
+            Program.LUOMA_PLAN: frozenset(draw(channel_sets)),
+        },
+        default_price={c: 100 for c in Channel},
+        free_share={c: draw(st.sampled_from([0.0, 0.1, 0.5])) for c in Channel},
+        free_quota_per_weight=draw(st.sampled_from([5, 40, 1000])),
+    )
+    return ProblemInputs(dates, nodes, tuple(reds), tuple(eligs), rules)
+
+
+params_st = st.builds(
+    SolveParams, kappa=st.sampled_from([0.5, 1.0, 2.0]), spread_penalty=st.sampled_from([0, 1, 7])
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problem_inputs(), params_st)
+def test_plans_are_feasible_and_match_the_oracles(inp: ProblemInputs, params: SolveParams) -> None:
+    problem = build_problem(inp, params)
+    plan = solve(problem, params)
+    assert_plan_feasible(inp, problem, plan)
+    event(
+        f"paid arcs used: {min(plan.paid_points.size, 3)}+, under-delivery: {bool(plan.demand_under.any())}"
+    )
+    event(f"free arcs used: {min(plan.free_impressions.size, 3)}+")
+
+    # paid tier: the integral flow's optimum equals the LP optimum
+    oracle = paid_lp_objective(problem, params)
+    assert abs(plan.objective - oracle) <= 1e-6 * abs(oracle) + 1e-6
+
+    # free pool: the max-min level matches the LP's first level up to one impression per merchant
+    node_free = node_free_capacity(problem, plan.paid_node, plan.paid_impressions)
+    lp_level = free_lp_level(problem, node_free)
+    included = (np.bincount(problem.free_arc_merchant, minlength=problem.free_weight.size) > 0) & (
+        problem.free_cap > 0
+    )
+    if included.any():
+        slack = 1.0 / float(problem.free_weight[included].min())
+        assert plan.free_level <= lp_level + 1e-6
+        assert plan.free_level >= 0.999 * lp_level - slack - 1e-9
