@@ -141,7 +141,7 @@ class Problem:
     arc_node: I32  # (E,) paid arc head: node index
     arc_quality: F64  # (E,) quality of the demand on the node's channel
     free_weight: F64  # (F,)
-    free_cap: I64  # (F,) most free impressions over the planned dates
+    free_cap: I64  # (F,) most free impressions of the entry (its day's quota)
     free_arc_merchant: I32  # (G,)
     free_arc_node: I32  # (G,)
     # Demand d pays for redemption demand_source[d] on day demand_day[d] (a date ordinal): a flight over
@@ -149,11 +149,20 @@ class Problem:
     # redemption d on every planned date (hand-made problems in tests).
     demand_source: I32 | None = None
     demand_day: I32 | None = None
+    # Free entry f is eligibility free_source[f] on day free_day[f]: the daily quota and fairness are per
+    # day. None: entry f is eligibility f over every planned date (hand-made problems in tests).
+    free_source: I32 | None = None
+    free_day: I32 | None = None
 
     def source_of_demands(self) -> I32:
         if self.demand_source is None:
             return np.arange(self.demand_points.size, dtype=np.int32)
         return self.demand_source
+
+    def source_of_free(self) -> I32:
+        if self.free_source is None:
+            return np.arange(self.free_weight.size, dtype=np.int32)
+        return self.free_source
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 
 from allocator.domain import F64, I8, I32, I64, Plan, Problem, ProblemInputs
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ def build_stored_plan(inputs: ProblemInputs, problem: Problem, plan: Plan) -> St
     region_index = {r: i for i, r in enumerate(regions)}
     reds, eligs, nodes = inputs.redemptions, inputs.eligibility, inputs.nodes
     source = problem.source_of_demands().tolist()
+    free_source = problem.source_of_free().tolist()
     if problem.demand_day is None:  # one demand over all dates: attribute it to the first
         day = np.full(len(source), inputs.dates[0].toordinal(), dtype=np.int32)
     else:
@@ -60,7 +61,7 @@ def build_stored_plan(inputs: ProblemInputs, problem: Problem, plan: Plan) -> St
         "paid_node": plan.paid_node,
         "paid_points": plan.paid_points,
         "paid_impressions": plan.paid_impressions,
-        "free_merchant_ids": np.array([e.merchant_id for e in eligs], dtype=str),
+        "free_merchant_ids": np.array([eligs[i].merchant_id for i in free_source], dtype=str).reshape(-1),
         "free_weight": problem.free_weight,
         "free_merchant": plan.free_merchant,
         "free_node": plan.free_node,
@@ -121,8 +122,12 @@ class PlanView:
         return out
 
     @cached_property
-    def _free_of(self) -> dict[str, int]:
-        return {m: f for f, m in enumerate(self.s.free_merchant_ids.tolist())}
+    def _free_of(self) -> dict[str, list[int]]:
+        """Free entries (one per merchant and day) of each merchant."""
+        out: dict[str, list[int]] = {}
+        for f, m in enumerate(self.s.free_merchant_ids.tolist()):
+            out.setdefault(m, []).append(f)
+        return out
 
     @cached_property
     def _paid_by_demand(self) -> tuple[I64, I64]:
@@ -169,13 +174,12 @@ class PlanView:
                 self.s.paid_node[idx], self.s.paid_impressions[idx], self.s.paid_points[idx], rid
             )
         free: list[Cell] = []
-        f = self._free_of.get(merchant_id)
-        if f is not None:
-            forder, fstarts = self._free_by_merchant
+        forder, fstarts = self._free_by_merchant
+        for f in self._free_of.get(merchant_id, []):
             idx = forder[fstarts[f] : fstarts[f + 1]]
             idx = idx[self.s.node_date[self.s.free_node[idx]] == day]
             zeros = np.zeros(len(idx), dtype=np.int64)
-            free = self._cells(self.s.free_node[idx], self.s.free_impressions[idx], zeros, "")
+            free += self._cells(self.s.free_node[idx], self.s.free_impressions[idx], zeros, "")
 
         def key(c: Cell) -> tuple[int, int, str, str]:
             return (c.channel, c.hour, c.region, c.redemption_id)

@@ -142,21 +142,25 @@ def build_problem(inputs: ProblemInputs, params: SolveParams) -> Problem:
     demand_points = np.array(demand_pts, dtype=np.int64)
     demand_program = np.array(demand_prog, dtype=np.int8)
 
-    # free arcs: eligible merchant -> node with capacity on a valid date, region and channel
+    # free arcs: (eligible merchant, valid planned day) -> node of that day with capacity, in its regions
+    # and channels; the daily quota applies to each day, so fairness is per day too
     elig: Sequence[Eligibility] = inputs.eligibility
     free_channels = {int(c) for c, s in rules.free_share.items() if s > 0}
-    free_weight = np.fromiter((e.weight for e in elig), dtype=np.float64, count=len(elig))
-    valid_days = np.zeros(len(elig), dtype=np.int64)
+    free_src: list[int] = []
+    free_day: list[int] = []
     farc_f: list[np.ndarray] = []
     farc_s: list[np.ndarray] = []
-    for f, e in enumerate(elig):
-        valid = [x for x in dates if e.valid_from <= x <= e.valid_to]
-        valid_days[f] = len(valid)
+    for e_index, e in enumerate(elig):
         chans = {int(c) for c in e.channels} if e.channels else free_channels
-        idx = _gather(groups, chans, e.regions, valid)
-        idx = idx[capacity[idx] > 0]
-        farc_f.append(np.full(idx.size, f, dtype=np.int64))
-        farc_s.append(idx)
+        for day in (x for x in dates if e.valid_from <= x <= e.valid_to):
+            f = len(free_src)
+            free_src.append(e_index)
+            free_day.append(day.toordinal())
+            idx = _gather(groups, chans, e.regions, [day])
+            idx = idx[capacity[idx] > 0]
+            farc_f.append(np.full(idx.size, f, dtype=np.int64))
+            farc_s.append(idx)
+    free_weight = np.array([elig[i].weight for i in free_src], dtype=np.float64)
     daily_quota = np.floor(free_weight * rules.free_quota_per_weight + 0.5).astype(np.int64)  # half up
 
     return Problem(
@@ -170,9 +174,11 @@ def build_problem(inputs: ProblemInputs, params: SolveParams) -> Problem:
         arc_node=_concat(arc_s, np.int32),
         arc_quality=_concat(arc_q, np.float64),
         free_weight=free_weight,
-        free_cap=daily_quota * valid_days,
+        free_cap=daily_quota,
         free_arc_merchant=_concat(farc_f, np.int32),
         free_arc_node=_concat(farc_s, np.int32),
         demand_source=np.array(demand_src, dtype=np.int32),
         demand_day=np.array(demand_day, dtype=np.int32),
+        free_source=np.array(free_src, dtype=np.int32),
+        free_day=np.array(free_day, dtype=np.int32),
     )

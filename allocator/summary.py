@@ -33,7 +33,7 @@ class PlanFigures:
     programs: tuple[ProgramFigures, ...]  # one per Program, in enum order
     channels: tuple[ChannelFigures, ...]  # one per Channel, in enum order
     free_impressions: int
-    free_merchants: int  # merchants with at least one eligible free arc
+    free_merchants: int  # distinct merchants with at least one eligible free arc
     free_min_level: float
     free_jain: float  # Jain's index of impressions per unit weight among merchants with arcs
     arcs: int  # paid arcs of the problem
@@ -81,7 +81,7 @@ def plan_figures(problem: Problem, plan: Plan) -> PlanFigures:
         programs=tuple(programs),
         channels=tuple(channels),
         free_impressions=int(plan.free_impressions.sum()),
-        free_merchants=int(with_arcs.sum()),
+        free_merchants=int(np.unique(problem.source_of_free()[with_arcs]).size),
         free_min_level=plan.free_level,
         free_jain=jain_index(per_weight),
         arcs=int(problem.arc_demand.size),

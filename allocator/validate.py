@@ -58,11 +58,12 @@ def validation_errors(inputs: ProblemInputs, problem: Problem, plan: Plan) -> li
     if errors:
         return errors
     n_nodes, n_dem, n_free = len(inputs.nodes), problem.demand_points.size, len(inputs.eligibility)
+    n_entries = problem.free_weight.size
     pd, ps = plan.paid_demand.astype(np.int64), plan.paid_node.astype(np.int64)
     fm, fs = plan.free_merchant.astype(np.int64), plan.free_node.astype(np.int64)
     if (pd.size and pd.max() >= n_dem) or (ps.size and ps.max() >= n_nodes):
         return ["paid arc index out of range"]
-    if (fm.size and fm.max() >= n_free) or (fs.size and fs.max() >= n_nodes):
+    if (fm.size and fm.max() >= n_entries) or (fs.size and fs.max() >= n_nodes):
         return ["free arc index out of range"]
 
     # capacity: paid within the paid share; paid + free within the node
@@ -122,31 +123,42 @@ def validation_errors(inputs: ProblemInputs, problem: Problem, plan: Plan) -> li
         np.arange(pd.size),
     )
 
-    # free eligibility from the records, and the merchant caps
+    # free eligibility from the records (entry f is a merchant on one day, or on all planned dates), and
+    # each entry's cap: the daily quota times the days it covers
     free_channels = {c for c, s in inputs.rules.free_share.items() if s > 0}
+    free_src = problem.source_of_free().astype(np.int64)
+    free_days: list[dt.date | None] = (
+        [dt.date.fromordinal(int(x)) for x in problem.free_day]
+        if problem.free_day is not None
+        else [None] * len(free_src)
+    )
+    if (fm.size and fm.max() >= len(free_src)) or (free_src.size and free_src.max() >= n_free):
+        return [*errors, "free entry index out of range"]
     bad = np.zeros(fm.size, dtype=bool)
     for i, (f, s) in enumerate(zip(fm.tolist(), fs.tolist(), strict=True)):
-        e, node = inputs.eligibility[f], inputs.nodes[s]
+        e, node = inputs.eligibility[int(free_src[f])], inputs.nodes[s]
         channels = set(e.channels) if e.channels else free_channels
         bad[i] = not (
             node.date in dates
+            and (free_days[f] is None or node.date == free_days[f])
             and e.valid_from <= node.date <= e.valid_to
             and node.channel in channels
             and node.region in e.regions
         )
-    _report(errors, bad, "free arc not eligible (date, channel or region)", np.arange(fm.size))
-    per_merchant: dict[int, int] = defaultdict(int)
+    _report(errors, bad, "free arc not eligible (day, validity, channel or region)", np.arange(fm.size))
+    per_entry: dict[int, int] = defaultdict(int)
     for f, x in zip(fm.tolist(), plan.free_impressions.tolist(), strict=True):
-        per_merchant[f] += x
+        per_entry[f] += x
     quota = inputs.rules.free_quota_per_weight
-    days = [sum(e.valid_from <= x <= e.valid_to for x in dates) for e in inputs.eligibility]
-    free_cap = [
-        int(np.floor(e.weight * quota + 0.5)) * n for e, n in zip(inputs.eligibility, days, strict=True)
-    ]
-    over = [f for f, x in per_merchant.items() if x > free_cap[f]]
+    over = []
+    for f, x in per_entry.items():
+        e = inputs.eligibility[int(free_src[f])]
+        n_days = 1 if free_days[f] is not None else sum(e.valid_from <= d <= e.valid_to for d in dates)
+        if x > int(np.floor(e.weight * quota + 0.5)) * n_days:
+            over.append(e.merchant_id)
     if over:
         errors.append(
-            f"free impressions above the merchant cap for merchants {over[:_MAX_MESSAGES_PER_CHECK]}"
+            f"free impressions above the daily quota for merchants {over[:_MAX_MESSAGES_PER_CHECK]}"
         )
     return errors
 

@@ -20,8 +20,11 @@ OUT = ROOT / "clients"
 PACKAGE = "trafficalloc"
 
 
-def main() -> int:
-    target = OUT / PACKAGE
+def main(argv: list[str] | None = None) -> int:
+    """Generate into clients/ (or into --out DIR, which the freshness test compares with clients/)."""
+    args_in = sys.argv[1:] if argv is None else argv
+    out = pathlib.Path(args_in[args_in.index("--out") + 1]) if "--out" in args_in else OUT
+    target = out / PACKAGE
     if target.exists():
         shutil.rmtree(target)
     sources = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
@@ -30,10 +33,10 @@ def main() -> int:
         "grpc_tools.protoc",
         f"-I{PROTOS}",
         f"-I{include}",
-        f"--python_out={OUT}",
-        f"--mypy_out={OUT}",
-        f"--grpc_python_out={OUT}",
-        f"--mypy_grpc_out={OUT}",
+        f"--python_out={out}",
+        f"--mypy_out={out}",
+        f"--grpc_python_out={out}",
+        f"--mypy_grpc_out={out}",
         *sources,
     ]
     # protoc finds the mypy-protobuf plugins on PATH: put this interpreter's bin/ first.
@@ -47,7 +50,7 @@ def main() -> int:
     for folder in [target, *[p for p in target.rglob("*") if p.is_dir()]]:
         (folder / "__init__.py").write_text('"""Generated from protos/ by `make protos`; do not edit."""\n')
     (target / "py.typed").write_text("")
-    print(f"generated {len(sources)} proto file(s) into {target.relative_to(ROOT)}")
+    print(f"generated {len(sources)} proto file(s) into {target}")
     return 0
 
 

@@ -20,7 +20,9 @@ def _solve(inp, params=None):  # type: ignore[no-untyped-def]
     plan = solve(problem, params)
     assert_plan_feasible(inp, problem, plan)
     per_merchant = np.bincount(
-        plan.free_merchant, weights=plan.free_impressions, minlength=len(inp.eligibility)
+        problem.source_of_free()[plan.free_merchant],
+        weights=plan.free_impressions,
+        minlength=len(inp.eligibility),
     )
     return problem, plan, per_merchant.astype(int).tolist()
 
@@ -62,10 +64,13 @@ def test_merchant_caps_freeze_and_the_rest_take_what_is_left() -> None:
     inp = inputs([node(capacity=100)], eligs=[elig(1.0, mid="a"), elig(3.0, mid="b")], rule=rules(quota=30))
     _, plan, got = _solve(inp)
     assert got == [25, 75]  # the node binds first
-    # b is valid two days (cap 80), a one day (cap 40): a freezes at its cap, b rises alone to fill the node
+    # The quota is per day: b, valid on both days, gets 40 on each; a, valid on D0 only, gets 40 once,
+    # though D0's node could give the two of them 50 each.
     eligs = [elig(1.0, mid="a"), elig(1.0, end=D1, mid="b")]
-    _, plan, got = _solve(inputs([node(capacity=100)], eligs=eligs, dates=(D0, D1), rule=rules(quota=40)))
-    assert got == [40, 60] and plan.free_level == 40.0
+    nodes = [node(capacity=100), node(capacity=100, date=D1)]
+    problem, plan, got = _solve(inputs(nodes, eligs=eligs, dates=(D0, D1), rule=rules(quota=40)))
+    assert got == [40, 80] and plan.free_level == 40.0
+    assert problem.source_of_free().tolist() == [0, 1, 1]
 
 
 def test_merchants_without_arcs_are_excluded_from_the_level() -> None:

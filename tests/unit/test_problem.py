@@ -63,10 +63,13 @@ def test_free_arcs_and_caps() -> None:
     p = build_problem(
         inputs(nodes, eligs=eligs, dates=(D0, D1), rule=rules(share=0.1, quota=10)), SolveParams()
     )
-    assert p.free_arc_merchant.tolist() == [0, 0, 2]
+    # one free entry per (merchant, valid planned day): e0 D0, e0 D1, e1 D0, e2 D0, e2 D1
+    assert p.source_of_free().tolist() == [0, 0, 1, 2, 2]
+    assert p.free_day is not None and p.free_day.tolist() == [d.toordinal() for d in (D0, D1, D0, D0, D1)]
+    assert p.free_arc_merchant.tolist() == [0, 1, 3]
     assert p.free_arc_node.tolist() == [0, 1, 2]
-    assert p.free_cap.tolist() == [15 * 2, 10, 3 * 2]  # round half up: 2.5 -> 3
-    np.testing.assert_allclose(p.free_weight, [1.5, 1.0, 0.25])
+    assert p.free_cap.tolist() == [15, 15, 10, 3, 3]  # the daily quota; round half up: 2.5 -> 3
+    np.testing.assert_allclose(p.free_weight, [1.5, 1.5, 1.0, 0.25, 0.25])
 
 
 def test_empty_inputs_build_empty_arrays() -> None:
