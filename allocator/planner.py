@@ -14,7 +14,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -60,7 +59,7 @@ class Planner:
         rules: Rules,
         params: SolveParams,
         *,
-        lock_ttl_ms: int = 600_000,
+        lock_ttl_ms: int = 30_000,
         validate: bool = False,
         view_cache_size: int = 4,
     ) -> None:
@@ -82,8 +81,10 @@ class Planner:
         if outcome is None:
             with self._local_lock(plan_id):
                 outcome = self._cached(plan_id) or self._solve_once(plan_id, raw, params)
-        if not dry_run:
-            self.activate(plan_id, request_id=f"solve-{uuid.uuid4().hex}")
+        if not dry_run and outcome.summary.status != pb.PLAN_STATUS_FAILED:
+            # a failed solve allocates nothing: the date keeps the plan it had
+            self.plans.set_active(plan_id, _dates_of(outcome.summary))
+            self.plans.touch(plan_id)
         summary = self.summary(plan_id)
         return SolveOutcome(
             summary=_with_flag(summary, cache_hit=outcome.cache_hit), cache_hit=outcome.cache_hit
@@ -141,7 +142,8 @@ class Planner:
             cached = self._cached(plan_id)
             if cached is not None:
                 return cached
-            summary, data = self._compute(plan_id, raw, params)
+            with self.plans.lease(plan_id, token, self._lock_ttl_ms):
+                summary, data = self._compute(plan_id, raw, params)
             self.plans.save(plan_id, summary.SerializeToString(), data)
             return SolveOutcome(summary, cache_hit=False)
         finally:

@@ -57,7 +57,7 @@ class Settings:
         p.add_argument(
             "--validate-plans",
             action="store_true",
-            default=env.get("ALLOCATOR_VALIDATE_PLANS", "") in ("1", "true", "yes"),
+            default=env.get("ALLOCATOR_VALIDATE_PLANS", "").lower() in ("1", "true", "yes"),
         )
         p.add_argument(
             "--redis-appendfsync",

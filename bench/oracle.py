@@ -35,9 +35,9 @@ def paid_lp_objective(problem: Problem, params: SolveParams) -> float:
     xcap = np.ceil(params.kappa * problem.demand_points[d] * pc / np.maximum(eligible[d], 1))
     ycap = np.maximum(pc - xcap, 0)
     c = -np.floor(params.value_scale * problem.arc_quality * 1000.0 / problem.node_price[s] + 0.5)
-    cost = np.concatenate(
-        [c, c + params.spread_penalty, np.full(n_dem, float(params.under_delivery_penalty))]
-    )
+    # the model's penalty rule: under-delivery dominates, at least 1000x the dearest arc's cost
+    penalty = max(params.under_delivery_penalty, 1000 * (int(np.abs(c).max()) + params.spread_penalty))
+    cost = np.concatenate([c, c + params.spread_penalty, np.full(n_dem, float(penalty))])
     bounds = np.column_stack([np.zeros(2 * n_arcs + n_dem), np.concatenate([xcap, ycap, points])])
     cols = np.arange(2 * n_arcs + n_dem)
     eq = sp.csr_matrix(

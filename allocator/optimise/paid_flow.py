@@ -26,6 +26,8 @@ from allocator.problem import node_paid_points
 
 logger = logging.getLogger(__name__)
 
+_COST_LIMIT = 2**62  # |total cost| must stay below this (int64 with headroom)
+
 
 @dataclass(frozen=True)
 class PaidResult:
@@ -64,6 +66,16 @@ def arc_caps_and_costs(problem: Problem, params: SolveParams) -> tuple[I64, I64,
     return cap, pc, cost
 
 
+def effective_params(problem: Problem, params: SolveParams) -> SolveParams:
+    """The params the paid tier really uses: the under-delivery penalty raised, where needed, to 1000x the
+    dearest arc's cost, so that delivering paid points always dominates value (part of the model)."""
+    if problem.arc_demand.size == 0:
+        return params
+    _, _, cost = arc_caps_and_costs(problem, params)
+    max_cost = int(np.abs(cost).max()) + params.spread_penalty
+    return replace(params, under_delivery_penalty=max(params.under_delivery_penalty, 1000 * max_cost))
+
+
 def _empty(problem: Problem, ok: bool, detail: str) -> PaidResult:
     d = problem.demand_points.size
     return PaidResult(
@@ -94,6 +106,16 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
 
     start = time.perf_counter()
     cap, pc, cost = arc_caps_and_costs(problem, params)
+    # Under-delivery must dominate any value: at least 1000x the dearest arc's cost. The optimal cost
+    # must also fit in int64 with room to spare, or OR-Tools would saturate it silently.
+    max_cost = int(np.abs(cost).max()) + params.spread_penalty
+    penalty = max(params.under_delivery_penalty, 1000 * max_cost)
+    if (penalty + max_cost) * int(points.sum()) >= _COST_LIMIT:
+        detail = (
+            f"numeric range: {int(points.sum())} points at cost up to {penalty} overflow the solver's costs"
+        )
+        return _empty(problem, False, detail)
+    params = replace(params, under_delivery_penalty=penalty)
     ad = problem.arc_demand.astype(np.int32)
     an = problem.arc_node.astype(np.int32) + n_dem
     over = pc - cap

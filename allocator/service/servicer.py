@@ -72,12 +72,11 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
         c = v.Checker(self.limits)
         c.date("date", request.date)
         size = c.page_size("page_size", request.page_size)
-        cursor = c.page_token("page_token", request.page_token)
+        start = v.offset_token(c, "page_token", request.page_token)
         c.raise_if_any("inventory query")
         stored = self.records.inventory(request.date)
         if stored is None:
             raise NotFound(f"no inventory published for {request.date}", resource=("inventory", request.date))
-        start = int(cursor) if cursor.isdigit() else 0
         end = min(start + size, len(stored.nodes))
         return pb.GetInventoryResponse(
             date=stored.date,
@@ -153,8 +152,13 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
             c.add("status", f"unknown redemption status {request.status}")
         c.raise_if_any("redemption list")
         items, next_cursor = self.records.redemption_page(cursor, size, request.merchant_id)
-        if request.status:
+        if request.status:  # filter, reading on until the page is full or the list ends
             items = [r for r in items if r.status == request.status]
+            while len(items) < size and next_cursor:
+                more, next_cursor = self.records.redemption_page(next_cursor, size, request.merchant_id)
+                items += [r for r in more if r.status == request.status]
+            if len(items) > size:
+                items, next_cursor = items[:size], items[size - 1].redemption_id
         return pb.ListRedemptionsResponse(redemptions=items, next_page_token=v.make_page_token(next_cursor))
 
     def _redemption(self, redemption_id: str) -> pb.Redemption:
@@ -291,7 +295,7 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
         c.region("region", request.region)
         c.ident("plan_id", request.plan_id, required=False)
         size = c.page_size("page_size", request.page_size)
-        cursor = c.page_token("page_token", request.page_token)
+        start = v.offset_token(c, "page_token", request.page_token)
         c.raise_if_any("node query")
         assert date is not None
         plan_id = request.plan_id or self.planner.active_plan_id(date)
@@ -301,7 +305,6 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
             name = f"{request.date}/{request.hour}/{pb.Channel.Name(request.channel)}/{request.region}"
             raise NotFound(f"supply node {name} is not in plan {plan_id}", resource=("supply_node", name))
         entries = view.node_entries(node)
-        start = int(cursor) if cursor.isdigit() else 0
         end = min(start + size, len(entries))
         return pb.GetNodeAllocationResponse(
             plan_id=plan_id,

@@ -19,6 +19,7 @@ from grpc_status import rpc_status
 
 from allocator.errors import InvalidArgument, NotFound, ServiceError
 from allocator.store.idempotent import RequestConflict
+from allocator.validate import PlanInvalid
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +66,23 @@ def rpc_boundary(method: F) -> F:
                     )
                 )
             )
+        except redis.exceptions.BusyLoadingError as exc:  # a ConnectionError subclass: test it first
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"the store (Redis) is loading its data: {exc}; retry")
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             logger.warning("redis unavailable in %s: %s", method.__name__, exc)
             context.abort(
                 grpc.StatusCode.UNAVAILABLE, f"the store (Redis) is unreachable: {exc}; retry later"
             )
-        except redis.exceptions.BusyLoadingError as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"the store (Redis) is loading its data: {exc}")
+        except redis.exceptions.RedisError as exc:  # e.g. out of memory, a read-only replica
+            logger.error("redis refused %s: %s", method.__name__, exc)
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"the store (Redis) refused the operation: {exc}")
+        except (
+            PlanInvalid
+        ) as exc:  # a solver bug caught by the validator: the plan is neither stored nor served
+            logger.error("plan failed validation in %s: %s", method.__name__, exc)
+            context.abort(
+                grpc.StatusCode.INTERNAL, f"the solved plan failed validation and was discarded: {exc}"
+            )
         raise AssertionError("unreachable")  # abort raises
 
     return wrapper  # type: ignore[return-value]

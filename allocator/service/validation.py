@@ -126,6 +126,14 @@ class Checker:
         return decoded[2:]
 
 
+def offset_token(c: Checker, path: str, token: str) -> int:
+    """A page token that carries a position in a fixed list (inventory nodes, node entries)."""
+    cursor = c.page_token(path, token)
+    if cursor and not cursor.isdigit():
+        c.add(path, "is not a token of this list")
+    return int(cursor) if cursor.isdigit() else 0
+
+
 def make_page_token(cursor: str) -> str:
     return base64.urlsafe_b64encode(f"c:{cursor}".encode()).decode().rstrip("=") if cursor else ""
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import uuid
+from collections.abc import Iterator
 from typing import cast
 
 import redis
@@ -10,7 +14,13 @@ import redis
 from allocator.store.idempotent import CommitResult, IdempotentWriter, Op
 from allocator.store.keys import Keys
 
+logger = logging.getLogger(__name__)
+
 _RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_EXTEND_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 
 
 class PlanStore:
@@ -22,6 +32,7 @@ class PlanStore:
         self._writer = writer
         self._ttl = plan_ttl_seconds
         self._release = client.register_script(_RELEASE_LUA)
+        self._extend = client.register_script(_EXTEND_LUA)
 
     def save(self, plan_id: str, summary: bytes, data: bytes) -> None:
         """Data first, then the summary: a summary's presence means the plan is complete."""
@@ -52,6 +63,10 @@ class PlanStore:
         raws = self._r.hmget(self._k.active_plans(), dates)
         return [cast(bytes, raw).decode() if raw is not None else "" for raw in raws]
 
+    def set_active(self, plan_id: str, dates: list[str]) -> None:
+        """Point every date at the plan in one HSET (Solve's own activation; no request id to keep)."""
+        self._r.hset(self._k.active_plans(), mapping=dict.fromkeys(dates, plan_id))
+
     def activate(
         self, request_id: str, digest: str, plan_id: str, dates: list[str], response: bytes
     ) -> CommitResult:
@@ -67,6 +82,30 @@ class PlanStore:
 
     def unlock(self, plan_id: str, token: str) -> None:
         self._release(keys=[self._k.plan_lock(plan_id)], args=[token])
+
+    @contextlib.contextmanager
+    def lease(self, plan_id: str, token: str, ttl_ms: int) -> Iterator[None]:
+        """Keep the lock alive while the body runs (a solve may outlast any fixed TTL).
+
+        A replica that dies mid-solve stops renewing, so its lock expires within ttl_ms and another
+        replica takes over.
+        """
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(ttl_ms / 3000):
+                try:
+                    self._extend(keys=[self._k.plan_lock(plan_id)], args=[token, ttl_ms])
+                except redis.exceptions.RedisError as exc:  # the solve goes on; the lock may lapse
+                    logger.warning("could not renew the solve lock of %s: %s", plan_id, exc)
+
+        thread = threading.Thread(target=renew, name=f"lease-{plan_id[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def locked(self, plan_id: str) -> bool:
         return bool(self._r.exists(self._k.plan_lock(plan_id)))

@@ -164,3 +164,14 @@ def test_inventory_replace_is_whole_and_readable(client: AllocatorClient) -> Non
         pb.GetInventoryRequest(date=DATE, page_size=50, page_token=page.next_page_token)
     )
     assert len(rest.nodes) == 22 and not rest.next_page_token
+
+
+def test_a_failed_solve_is_reported_and_never_activated(client: AllocatorClient) -> None:
+    seed(client)
+    good = client.solve(pb.SolveRequest(start_date=DATE)).plan
+    client.record_redemption(redemption("huge-1", "m-h1", 10**12))
+    client.record_redemption(redemption("huge-2", "m-h2", 10**12))
+    failed = client.solve(pb.SolveRequest(start_date=DATE)).plan
+    assert failed.status == pb.PLAN_STATUS_FAILED and "numeric range" in failed.status_detail
+    assert not failed.active
+    assert client.get_active_plan(pb.GetActivePlanRequest(date=DATE)).plan.plan_id == good.plan_id

@@ -99,3 +99,33 @@ def test_a_synthetic_bench_instance_matches_the_oracle_and_beats_the_baselines()
         per_demand = np.bincount(problem.arc_demand, weights=points, minlength=problem.demand_points.size)
         assert points.min() >= 0 and (per_node <= paid).all() and (per_demand <= problem.demand_points).all()
         assert per_demand.sum() <= plan.demand_delivered.sum()
+
+
+def test_costs_that_would_overflow_are_a_failed_plan_not_a_wrong_one() -> None:
+    """Points near the API's limit at a huge penalty cannot be costed in int64: say so, allocate nothing."""
+    from allocator.domain import PlanStatus
+    from allocator.optimise import solve
+    from allocator.problem import build_problem
+
+    from .builders import inputs, node, red
+
+    inp = inputs([node(capacity=10**9)], [red(10**12, rid="a"), red(10**12, rid="b")])
+    params = SolveParams()
+    plan = solve(build_problem(inp, params), params)
+    assert plan.status == PlanStatus.FAILED and "numeric range" in plan.status_detail
+    assert plan.paid_points.size == 0 and plan.demand_under.tolist() == [10**12, 10**12]
+
+
+def test_penalty_dominates_even_for_dear_arcs() -> None:
+    """Quality 1000 at price 1 makes a point worth 1e8 cost units: the penalty rises above it."""
+    from allocator.domain import PlanStatus
+    from allocator.optimise import solve
+    from allocator.problem import build_problem
+
+    from .builders import HOME, inputs, node, red
+
+    nodes = [node(capacity=10, price=1000)]
+    reds = [red(5, rid="cheap"), red(5, quality=((HOME, 1000.0),), rid="dear")]
+    params = SolveParams()
+    plan = solve(build_problem(inputs(nodes, reds), params), params)
+    assert plan.status == PlanStatus.OPTIMAL and plan.demand_delivered.tolist() == [5, 5]
