@@ -187,3 +187,8 @@ class Plan:
     build_seconds: float = 0.0
     solve_seconds: float = 0.0
     extras: Mapping[str, float] = field(default_factory=dict)
+    # Shadow prices of each node's paid capacity (None: not computed): the value, in quality-weighted
+    # impressions, that one more thousand impressions of paid capacity would add; and whether one more
+    # unit would reduce paid under-delivery instead.
+    node_shadow_value_per_mille: F64 | None = None
+    node_relieves_under: npt.NDArray[np.bool_] | None = None

@@ -15,7 +15,7 @@ import numpy as np
 
 from allocator.domain import F64, I8, I32, I64, Plan, Problem, ProblemInputs
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,17 @@ def build_stored_plan(inputs: ProblemInputs, problem: Problem, plan: Plan) -> St
         "free_merchant": plan.free_merchant,
         "free_node": plan.free_node,
         "free_impressions": plan.free_impressions,
+        "free_has_arcs": np.bincount(problem.free_arc_merchant, minlength=problem.free_weight.size) > 0,
+        "node_shadow_value_per_mille": (
+            plan.node_shadow_value_per_mille
+            if plan.node_shadow_value_per_mille is not None
+            else np.zeros(len(nodes), dtype=np.float64)
+        ),
+        "node_relieves_under": (
+            plan.node_relieves_under
+            if plan.node_relieves_under is not None
+            else np.zeros(len(nodes), dtype=bool)
+        ),
     }
     return StoredPlan(arrays)
 
@@ -209,6 +220,31 @@ class PlanView:
             (e for e in entries if e.impressions > 0 or e.points > 0),
             key=lambda e: (-e.impressions, e.merchant_id, e.redemption_id),
         )
+
+    def node_totals(self) -> tuple[I64, I64]:
+        """Paid and free impressions of every node."""
+        n = self.s.node_capacity.size
+        paid = np.bincount(self.s.paid_node, weights=self.s.paid_impressions, minlength=n).astype(np.int64)
+        free = np.bincount(self.s.free_node, weights=self.s.free_impressions, minlength=n).astype(np.int64)
+        return paid, free
+
+    def free_shares(self) -> list[tuple[str, float, int]]:
+        """(merchant, weight, free impressions) of every merchant with eligible free supply, by merchant."""
+        per_entry = np.bincount(
+            self.s.free_merchant, weights=self.s.free_impressions, minlength=self.s.free_merchant_ids.size
+        )
+        totals: dict[str, list[float]] = {}
+        for m, w, x, ok in zip(
+            self.s.free_merchant_ids.tolist(),
+            self.s.free_weight.tolist(),
+            per_entry.tolist(),
+            self.s.free_has_arcs.tolist(),
+            strict=True,
+        ):
+            if ok:
+                entry = totals.setdefault(m, [w, 0.0])
+                entry[1] += x
+        return [(m, w, int(x)) for m, (w, x) in sorted(totals.items())]
 
     def _cells(self, nodes: I32, impressions: I64, points: I64, rid: str) -> list[Cell]:
         regions = self.s.regions.tolist()

@@ -15,13 +15,16 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
 
+from allocator import events
 from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb
 from allocator.domain import Plan, ProblemInputs, Rules, SolveParams, SupplyNode
 from allocator.errors import FailedPrecondition, NotFound, Unavailable
+from allocator.events import Progress, ProgressSink, SolveObserver
 from allocator.optimise import solve
 from allocator.plan_codec import FORMAT_VERSION, PlanView, build_stored_plan, decode_plan, encode_plan
 from allocator.problem import build_problem
@@ -62,6 +65,7 @@ class Planner:
         lock_ttl_ms: int = 30_000,
         validate: bool = False,
         view_cache_size: int = 4,
+        observers: Sequence[SolveObserver] = (),
     ) -> None:
         self.records, self.plans, self.rules, self.params = records, plans, rules, params
         self._lock_ttl_ms = lock_ttl_ms
@@ -70,25 +74,38 @@ class Planner:
         self._locks: dict[str, threading.Lock] = {}
         self._views: OrderedDict[str, PlanView] = OrderedDict()
         self._view_cache_size = view_cache_size
+        self.observers = list(observers)
 
     # ---- solve -------------------------------------------------------------------------------
 
-    def solve(self, dates: tuple[dt.date, ...], *, dry_run: bool, time_limit_s: float) -> SolveOutcome:
+    def solve(
+        self,
+        dates: tuple[dt.date, ...],
+        *,
+        dry_run: bool,
+        time_limit_s: float,
+        progress: ProgressSink | None = None,
+    ) -> SolveOutcome:
+        """Solve (or find in the cache) the plan of `dates`; activate it unless dry_run or FAILED."""
+        report = _Reporter(progress)
+        report.emit(events.READING_INPUTS)
         params = dataclasses.replace(self.params, time_limit_s=time_limit_s or self.params.time_limit_s)
         raw = self._read_inputs(dates)
         plan_id = self.fingerprint(raw, params)
         outcome = self._cached(plan_id)
         if outcome is None:
             with self._local_lock(plan_id):
-                outcome = self._cached(plan_id) or self._solve_once(plan_id, raw, params)
+                outcome = self._cached(plan_id) or self._solve_once(plan_id, raw, params, report)
+        for observer in self.observers:
+            observer.cache(outcome.cache_hit)
         if not dry_run and outcome.summary.status != pb.PLAN_STATUS_FAILED:
             # a failed solve allocates nothing: the date keeps the plan it had
             self.plans.set_active(plan_id, _dates_of(outcome.summary))
             self.plans.touch(plan_id)
-        summary = self.summary(plan_id)
-        return SolveOutcome(
-            summary=_with_flag(summary, cache_hit=outcome.cache_hit), cache_hit=outcome.cache_hit
-        )
+        summary = _with_flag(self.summary(plan_id), cache_hit=outcome.cache_hit)
+        report.counts(summary.supply_nodes, summary.demands, summary.arcs)
+        report.emit(events.DONE, "cache hit" if outcome.cache_hit else "solved")
+        return SolveOutcome(summary=summary, cache_hit=outcome.cache_hit)
 
     def fingerprint(self, raw: RawInputs, params: SolveParams) -> str:
         h = hashlib.sha256()
@@ -128,10 +145,13 @@ class Planner:
         raw = self.plans.summary(plan_id)
         return None if raw is None else SolveOutcome(pb.PlanSummary.FromString(raw), cache_hit=True)
 
-    def _solve_once(self, plan_id: str, raw: RawInputs, params: SolveParams) -> SolveOutcome:
+    def _solve_once(
+        self, plan_id: str, raw: RawInputs, params: SolveParams, report: _Reporter
+    ) -> SolveOutcome:
         token = self.plans.try_lock(plan_id, self._lock_ttl_ms)
         while token is None:  # another replica solves the same inputs: wait for its summary
             deadline = time.monotonic() + self._lock_ttl_ms / 1000
+            report.emit(events.READING_INPUTS, "another replica is solving the same inputs; waiting")
             while self.plans.locked(plan_id) and time.monotonic() < deadline:
                 time.sleep(0.05)
             cached = self._cached(plan_id)
@@ -143,16 +163,23 @@ class Planner:
             if cached is not None:
                 return cached
             with self.plans.lease(plan_id, token, self._lock_ttl_ms):
-                summary, data = self._compute(plan_id, raw, params)
+                summary, data = self._compute(plan_id, raw, params, report)
             self.plans.save(plan_id, summary.SerializeToString(), data)
             return SolveOutcome(summary, cache_hit=False)
         finally:
             self.plans.unlock(plan_id, token)
 
-    def _compute(self, plan_id: str, raw: RawInputs, params: SolveParams) -> tuple[pb.PlanSummary, bytes]:
+    def _compute(
+        self, plan_id: str, raw: RawInputs, params: SolveParams, report: _Reporter
+    ) -> tuple[pb.PlanSummary, bytes]:
+        report.emit(events.BUILDING)
         inputs = self.problem_inputs(raw)
         problem = build_problem(inputs, params)
-        plan = solve(problem, params)
+        report.counts(problem.node_capacity.size, problem.demand_points.size, problem.arc_demand.size)
+        build_s = report.elapsed()
+        plan = solve(problem, params, on_phase=report.emit)
+        solved_s = report.elapsed()
+        report.emit(events.STORING)
         if self._validate:
             assert_plan_feasible(inputs, problem, plan)
         stored = build_stored_plan(inputs, problem, plan)
@@ -167,7 +194,16 @@ class Planner:
             figures.arcs,
             plan.solve_seconds,
         )
-        return summary, encode_plan(stored)
+        data = encode_plan(stored)
+        phases = {
+            "build": build_s,
+            "paid": plan.extras.get("paid_seconds", 0.0),
+            "free": plan.extras.get("free_seconds", 0.0),
+            "store": report.elapsed() - solved_s,
+        }
+        for observer in self.observers:
+            observer.solved(plan, figures, phases)
+        return summary, data
 
     def problem_inputs(self, raw: RawInputs) -> ProblemInputs:
         first, last = raw.dates[0], raw.dates[-1]
@@ -237,6 +273,26 @@ class Planner:
     def _local_lock(self, plan_id: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(plan_id, threading.Lock())
+
+
+class _Reporter:
+    """Progress of one Solve call: phase events with elapsed time and the problem's size."""
+
+    def __init__(self, sink: ProgressSink | None) -> None:
+        self._sink = sink
+        self._start = time.perf_counter()
+        self._sizes = (0, 0, 0)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    def counts(self, nodes: int, demands: int, arcs: int) -> None:
+        self._sizes = (int(nodes), int(demands), int(arcs))
+
+    def emit(self, phase: str, detail: str = "") -> None:
+        if self._sink is not None:
+            nodes, demands, arcs = self._sizes
+            self._sink(Progress(phase, self.elapsed(), nodes, demands, arcs, detail))
 
 
 def _dates_of(summary: pb.PlanSummary) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -19,20 +20,25 @@ def _no_free(extras: dict[str, float]) -> FreeResult:
     return FreeResult(empty.astype(np.int32), empty.astype(np.int32), empty, 0.0, False, extras)
 
 
-def solve(problem: Problem, params: SolveParams) -> Plan:
+def solve(problem: Problem, params: SolveParams, on_phase: Callable[[str], None] | None = None) -> Plan:
     """Plan `problem`: paid points first (exact min-cost flow), then the free pool (max-min fair).
 
+    on_phase, when given, is called with "PAID_FLOW" and "FREE_POOL" as each stage starts (progress).
     Never raises on solver trouble: a failed paid tier gives an empty FAILED plan with a detail; the free
     pool running past params.time_limit_s gives a valid TIME_LIMIT plan. build_seconds is the time spent
     building the two solver graphs from the arrays, solve_seconds the rest (both time.perf_counter).
     """
     start = time.perf_counter()
     deadline = start + params.time_limit_s
+    if on_phase is not None:
+        on_phase("PAID_FLOW")
     paid = solve_paid(problem, params)
     paid_done = time.perf_counter()
     if not paid.ok:
         free = _no_free({})
     else:
+        if on_phase is not None:
+            on_phase("FREE_POOL")
         node_free = node_free_capacity(problem, paid.node, paid.impressions)
         try:
             free = solve_free(problem, node_free, params.fairness_rel_tol, deadline, params.kappa)

@@ -5,9 +5,14 @@ Each method is thin; every error path goes through rpc_boundary (allocator/servi
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import threading
+import time
 import uuid
-from typing import TypeAlias
+from collections.abc import Callable, Iterator
+from queue import Queue
+from typing import TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -16,8 +21,9 @@ from google.protobuf.message import Message
 from allocator.convert import rules_to_pb
 from allocator.domain import Rules
 from allocator.errors import FailedPrecondition, NotFound
+from allocator.events import DONE, Progress
 from allocator.plan_codec import Cell
-from allocator.planner import Planner
+from allocator.planner import Planner, SolveOutcome
 from allocator.service import validation as v
 from allocator.service.status import rpc_boundary
 from allocator.store.keys import Keys
@@ -26,6 +32,7 @@ from trafficalloc.v1 import allocator_pb2 as pb
 from trafficalloc.v1 import allocator_pb2_grpc as pb_grpc
 
 Ctx: TypeAlias = grpc.ServicerContext
+T = TypeVar("T")
 
 
 def content_digest(request: Message) -> str:
@@ -215,6 +222,86 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
         outcome = self.planner.solve(dates, dry_run=request.dry_run, time_limit_s=request.time_limit_seconds)
         return pb.SolveResponse(plan=outcome.summary)
 
+    def SolveStream(self, request: pb.SolveStreamRequest, context: Ctx) -> Iterator[pb.SolveStreamResponse]:
+        """Solve in a worker thread; stream its progress events, the last one carrying the summary."""
+        plain = pb.SolveRequest(
+            start_date=request.start_date,
+            end_date=request.end_date,
+            dry_run=request.dry_run,
+            time_limit_seconds=request.time_limit_seconds,
+        )
+        dates = _checked(context, lambda: v.check_solve(plain, self.limits))
+        queue: Queue[Progress | SolveOutcome | BaseException] = Queue()
+        start = time.perf_counter()
+
+        def run() -> None:
+            try:
+                limit = request.time_limit_seconds
+                queue.put(
+                    self.planner.solve(dates, dry_run=request.dry_run, time_limit_s=limit, progress=queue.put)
+                )
+            except BaseException as exc:  # handed to the RPC thread, which maps it to a status
+                queue.put(exc)
+
+        threading.Thread(target=run, name="solve-stream", daemon=True).start()
+        while True:
+            item = queue.get()
+            if isinstance(item, BaseException):
+                _checked(context, _raiser(item))
+            elif isinstance(item, SolveOutcome):
+                done = pb.SolveProgress(
+                    phase=pb.SOLVE_PHASE_DONE,
+                    elapsed_seconds=time.perf_counter() - start,
+                    supply_nodes=item.summary.supply_nodes,
+                    demands=item.summary.demands,
+                    arcs=item.summary.arcs,
+                    detail="cache hit" if item.cache_hit else "solved",
+                    plan=item.summary,
+                )
+                yield pb.SolveStreamResponse(progress=done)
+                return
+            elif item.phase != DONE:  # DONE goes out with the summary, above
+                yield pb.SolveStreamResponse(
+                    progress=pb.SolveProgress(
+                        phase=pb.SolvePhase.Value(f"SOLVE_PHASE_{item.phase}"),
+                        elapsed_seconds=item.elapsed_s,
+                        supply_nodes=item.nodes,
+                        demands=item.demands,
+                        arcs=item.arcs,
+                        detail=item.detail,
+                    )
+                )
+
+    @rpc_boundary
+    def GetPlanReport(self, request: pb.GetPlanReportRequest, context: Ctx) -> pb.GetPlanReportResponse:
+        c = v.Checker(self.limits)
+        c.ident("plan_id", request.plan_id, required=False)
+        date = c.date("date", request.date) if request.date or not request.plan_id else None
+        c.raise_if_any("plan report")
+        plan_id = request.plan_id or self.planner.active_plan_id(date)  # type: ignore[arg-type]
+        summary = self.planner.summary(plan_id)
+        view = self.planner.view(plan_id)
+        s = view.s
+        paid, free = view.node_totals()
+        regions = s.regions.tolist()
+        nodes = [
+            pb.NodeReport(
+                date=dt.date.fromordinal(int(s.node_date[i])).isoformat(),
+                hour=int(s.node_hour[i]),
+                channel=pb.Channel.ValueType(int(s.node_channel[i])),
+                region=regions[int(s.node_region[i])],
+                capacity_impressions=int(s.node_capacity[i]),
+                price_points_per_mille=int(s.node_price[i]),
+                paid_impressions=int(paid[i]),
+                free_impressions=int(free[i]),
+                shadow_value_per_mille=float(s.node_shadow_value_per_mille[i]),
+                relieves_under_delivery=bool(s.node_relieves_under[i]),
+            )
+            for i in range(s.node_capacity.size)
+        ]
+        shares = [pb.FreeShare(merchant_id=m, weight=w, impressions=x) for m, w, x in view.free_shares()]
+        return pb.GetPlanReportResponse(plan=summary, nodes=nodes, free_shares=shares)
+
     @rpc_boundary
     def GetPlan(self, request: pb.GetPlanRequest, context: Ctx) -> pb.GetPlanResponse:
         self._check_plan_id(request.plan_id, required=True)
@@ -340,6 +427,23 @@ def _cell(cell: Cell) -> pb.AllocationCell:
         points=cell.points,
         redemption_id=cell.redemption_id,
     )
+
+
+def _checked(context: Ctx, fn: Callable[[], T]) -> T:
+    """Run fn under the same error mapping as rpc_boundary (for the streaming method)."""
+
+    @rpc_boundary
+    def call(_self: object, _request: object, _context: Ctx) -> T:
+        return fn()
+
+    return call(None, None, context)
+
+
+def _raiser(exc: BaseException) -> Callable[[], None]:
+    def fn() -> None:
+        raise exc
+
+    return fn
 
 
 def _now() -> timestamp_pb2.Timestamp:

@@ -256,13 +256,10 @@ def check_clear(req: pb.ClearEligibilityRequest, limits: Limits) -> None:
 def check_solve(req: pb.SolveRequest, limits: Limits) -> tuple[dt.date, ...]:
     c = Checker(limits)
     end_text = req.end_date or req.start_date
-    c.date_range(
-        "start_date",
-        req.start_date,
-        "end_date" if req.end_date else "start_date",
-        end_text,
-        limits.max_solve_days,
-    )
+    if req.end_date:
+        c.date_range("start_date", req.start_date, "end_date", req.end_date, limits.max_solve_days)
+    else:
+        c.date("start_date", req.start_date)
     if (
         not math.isfinite(req.time_limit_seconds)
         or not 0 <= req.time_limit_seconds <= limits.max_time_limit_s

@@ -221,6 +221,24 @@ class AllocatorClient:
         """Solve a date or range (cached by input fingerprint). Give large days a longer ``timeout``."""
         return self._call(self._stub.Solve, request, timeout)
 
+    def solve_stream(
+        self, request: pb.SolveStreamRequest, *, timeout: float | None = None
+    ) -> Iterator[pb.SolveProgress]:
+        """Solve with progress: yields each phase as it starts; the last event (DONE) carries the plan."""
+        try:
+            for message in self._stub.SolveStream(
+                request, timeout=self.timeout if timeout is None else timeout
+            ):
+                yield message.progress
+        except grpc.RpcError as error:
+            raise AllocatorError.from_rpc_error(error) from None
+
+    def get_plan_report(
+        self, request: pb.GetPlanReportRequest, *, timeout: float | None = None
+    ) -> pb.GetPlanReportResponse:
+        """Summary, per-node fill and shadow prices, and free shares of a plan (the active one of a date)."""
+        return self._call(self._stub.GetPlanReport, request, timeout)
+
     def get_plan(
         self, request: pb.GetPlanRequest | str, *, timeout: float | None = None
     ) -> pb.GetPlanResponse:

@@ -130,6 +130,46 @@ PLAN_STATUS_FAILED: PlanStatus.ValueType  # 4
 """The solver could not produce a plan (numeric range); status_detail says why. Nothing allocated."""
 Global___PlanStatus: _TypeAlias = PlanStatus  # noqa: Y015
 
+class _SolvePhase:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SolvePhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SolvePhase.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SOLVE_PHASE_UNSPECIFIED: _SolvePhase.ValueType  # 0
+    """Not set."""
+    SOLVE_PHASE_READING_INPUTS: _SolvePhase.ValueType  # 1
+    """Reading inventory, redemptions and eligibility from the store and fingerprinting them."""
+    SOLVE_PHASE_BUILDING: _SolvePhase.ValueType  # 2
+    """Building the problem arrays (supply nodes, demands, eligible arcs)."""
+    SOLVE_PHASE_PAID_FLOW: _SolvePhase.ValueType  # 3
+    """Solving the paid tier (min-cost flow)."""
+    SOLVE_PHASE_FREE_POOL: _SolvePhase.ValueType  # 4
+    """Dividing the daily-promotion pool (max-min fairness)."""
+    SOLVE_PHASE_STORING: _SolvePhase.ValueType  # 5
+    """Validating, summarising and storing the plan."""
+    SOLVE_PHASE_DONE: _SolvePhase.ValueType  # 6
+    """Done: the event carries the plan summary."""
+
+class SolvePhase(_SolvePhase, metaclass=_SolvePhaseEnumTypeWrapper):
+    """A phase of a solve, in the order they run."""
+
+SOLVE_PHASE_UNSPECIFIED: SolvePhase.ValueType  # 0
+"""Not set."""
+SOLVE_PHASE_READING_INPUTS: SolvePhase.ValueType  # 1
+"""Reading inventory, redemptions and eligibility from the store and fingerprinting them."""
+SOLVE_PHASE_BUILDING: SolvePhase.ValueType  # 2
+"""Building the problem arrays (supply nodes, demands, eligible arcs)."""
+SOLVE_PHASE_PAID_FLOW: SolvePhase.ValueType  # 3
+"""Solving the paid tier (min-cost flow)."""
+SOLVE_PHASE_FREE_POOL: SolvePhase.ValueType  # 4
+"""Dividing the daily-promotion pool (max-min fairness)."""
+SOLVE_PHASE_STORING: SolvePhase.ValueType  # 5
+"""Validating, summarising and storing the plan."""
+SOLVE_PHASE_DONE: SolvePhase.ValueType  # 6
+"""Done: the event carries the plan summary."""
+Global___SolvePhase: _TypeAlias = SolvePhase  # noqa: Y015
+
 @_typing.final
 class SupplyNode(_message.Message):
     """One aggregated supply node of a date: an hour window of one channel in one region."""
@@ -1545,6 +1585,264 @@ class GetNodeAllocationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetNodeAllocationResponse: _TypeAlias = GetNodeAllocationResponse  # noqa: Y015
+
+@_typing.final
+class SolveProgress(_message.Message):
+    """One progress event of a streamed solve."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PHASE_FIELD_NUMBER: _builtins.int
+    ELAPSED_SECONDS_FIELD_NUMBER: _builtins.int
+    SUPPLY_NODES_FIELD_NUMBER: _builtins.int
+    DEMANDS_FIELD_NUMBER: _builtins.int
+    ARCS_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    phase: Global___SolvePhase.ValueType
+    """The phase that started (or DONE)."""
+    elapsed_seconds: _builtins.float
+    """Seconds since the solve request arrived."""
+    supply_nodes: _builtins.int
+    """Supply nodes in the problem (known from BUILDING on; 0 before)."""
+    demands: _builtins.int
+    """Paid demands in the problem (known from BUILDING on)."""
+    arcs: _builtins.int
+    """Paid arcs in the problem (known from BUILDING on)."""
+    detail: _builtins.str
+    """Human-readable detail of the phase."""
+    @_builtins.property
+    def plan(self) -> Global___PlanSummary:
+        """The plan's summary; set only on the DONE event."""
+
+    def __init__(
+        self,
+        *,
+        phase: Global___SolvePhase.ValueType = ...,
+        elapsed_seconds: _builtins.float = ...,
+        supply_nodes: _builtins.int = ...,
+        demands: _builtins.int = ...,
+        arcs: _builtins.int = ...,
+        detail: _builtins.str = ...,
+        plan: Global___PlanSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arcs", b"arcs", "demands", b"demands", "detail", b"detail", "elapsed_seconds", b"elapsed_seconds", "phase", b"phase", "plan", b"plan", "supply_nodes", b"supply_nodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SolveProgress: _TypeAlias = SolveProgress  # noqa: Y015
+
+@_typing.final
+class SolveStreamRequest(_message.Message):
+    """Request of SolveStream: the same options as SolveRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    TIME_LIMIT_SECONDS_FIELD_NUMBER: _builtins.int
+    start_date: _builtins.str
+    """First date to plan, YYYY-MM-DD."""
+    end_date: _builtins.str
+    """Last date to plan (inclusive); empty means start_date. At most 31 days."""
+    dry_run: _builtins.bool
+    """When true, the plan is solved and cached but not activated."""
+    time_limit_seconds: _builtins.float
+    """Time limit in seconds for the solve, >= 0; 0 means the configured default."""
+    def __init__(
+        self,
+        *,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+        dry_run: _builtins.bool = ...,
+        time_limit_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "end_date", b"end_date", "start_date", b"start_date", "time_limit_seconds", b"time_limit_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SolveStreamRequest: _TypeAlias = SolveStreamRequest  # noqa: Y015
+
+@_typing.final
+class SolveStreamResponse(_message.Message):
+    """Response of SolveStream: one progress event."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def progress(self) -> Global___SolveProgress:
+        """The event."""
+
+    def __init__(
+        self,
+        *,
+        progress: Global___SolveProgress | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["progress", b"progress"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SolveStreamResponse: _TypeAlias = SolveStreamResponse  # noqa: Y015
+
+@_typing.final
+class NodeReport(_message.Message):
+    """One supply node of a plan, with what the plan puts on it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    HOUR_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    CAPACITY_IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    PRICE_POINTS_PER_MILLE_FIELD_NUMBER: _builtins.int
+    PAID_IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    FREE_IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    SHADOW_VALUE_PER_MILLE_FIELD_NUMBER: _builtins.int
+    RELIEVES_UNDER_DELIVERY_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """Date of the node, YYYY-MM-DD."""
+    hour: _builtins.int
+    """Hour window, 0..23."""
+    channel: Global___Channel.ValueType
+    """Channel."""
+    region: _builtins.str
+    """Region."""
+    capacity_impressions: _builtins.int
+    """Capacity in impressions."""
+    price_points_per_mille: _builtins.int
+    """Price in points per thousand impressions."""
+    paid_impressions: _builtins.int
+    """Paid impressions planned."""
+    free_impressions: _builtins.int
+    """Free impressions planned."""
+    shadow_value_per_mille: _builtins.float
+    """Shadow price of the node's paid capacity: the plan's value (quality-weighted impressions) that one
+    more thousand impressions of paid capacity here would add; 0 when the node is not binding.
+    """
+    relieves_under_delivery: _builtins.bool
+    """True when one more unit of capacity here would reduce paid under-delivery."""
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        hour: _builtins.int = ...,
+        channel: Global___Channel.ValueType = ...,
+        region: _builtins.str = ...,
+        capacity_impressions: _builtins.int = ...,
+        price_points_per_mille: _builtins.int = ...,
+        paid_impressions: _builtins.int = ...,
+        free_impressions: _builtins.int = ...,
+        shadow_value_per_mille: _builtins.float = ...,
+        relieves_under_delivery: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_impressions", b"capacity_impressions", "channel", b"channel", "date", b"date", "free_impressions", b"free_impressions", "hour", b"hour", "paid_impressions", b"paid_impressions", "price_points_per_mille", b"price_points_per_mille", "region", b"region", "relieves_under_delivery", b"relieves_under_delivery", "shadow_value_per_mille", b"shadow_value_per_mille"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeReport: _TypeAlias = NodeReport  # noqa: Y015
+
+@_typing.final
+class FreeShare(_message.Message):
+    """Free impressions of one daily-promotion merchant over the plan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """The merchant."""
+    weight: _builtins.float
+    """Its fairness weight."""
+    impressions: _builtins.int
+    """Free impressions planned."""
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        weight: _builtins.float = ...,
+        impressions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["impressions", b"impressions", "merchant_id", b"merchant_id", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FreeShare: _TypeAlias = FreeShare  # noqa: Y015
+
+@_typing.final
+class GetPlanReportRequest(_message.Message):
+    """Request of GetPlanReport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    """The plan; empty means the active plan of `date`."""
+    date: _builtins.str
+    """The date whose active plan is reported when plan_id is empty, YYYY-MM-DD."""
+    def __init__(
+        self,
+        *,
+        plan_id: _builtins.str = ...,
+        date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "plan_id", b"plan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPlanReportRequest: _TypeAlias = GetPlanReportRequest  # noqa: Y015
+
+@_typing.final
+class GetPlanReportResponse(_message.Message):
+    """Response of GetPlanReport: everything a picture of the plan needs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
+    FREE_SHARES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def plan(self) -> Global___PlanSummary:
+        """The plan's summary."""
+
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___NodeReport]:
+        """Every supply node of the plan."""
+
+    @_builtins.property
+    def free_shares(self) -> _containers.RepeatedCompositeFieldContainer[Global___FreeShare]:
+        """Every daily-promotion merchant with eligible supply, with its free impressions."""
+
+    def __init__(
+        self,
+        *,
+        plan: Global___PlanSummary | None = ...,
+        nodes: _abc.Iterable[Global___NodeReport] | None = ...,
+        free_shares: _abc.Iterable[Global___FreeShare] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["free_shares", b"free_shares", "nodes", b"nodes", "plan", b"plan"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPlanReportResponse: _TypeAlias = GetPlanReportResponse  # noqa: Y015
 
 @_typing.final
 class ProgramRule(_message.Message):

@@ -115,6 +115,16 @@ class AllocatorServiceStub:
                 request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.GetRulesRequest.SerializeToString,
                 response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.GetRulesResponse.FromString,
                 _registered_method=True)
+        self.SolveStream = channel.unary_stream(
+                '/trafficalloc.v1.AllocatorService/SolveStream',
+                request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamRequest.SerializeToString,
+                response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamResponse.FromString,
+                _registered_method=True)
+        self.GetPlanReport = channel.unary_unary(
+                '/trafficalloc.v1.AllocatorService/GetPlanReport',
+                request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportRequest.SerializeToString,
+                response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportResponse.FromString,
+                _registered_method=True)
 
 
 class AllocatorServiceServicer:
@@ -233,6 +243,20 @@ class AllocatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SolveStream(self, request, context):
+        """Solve like Solve, streaming progress events; the last event (phase DONE) carries the summary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPlanReport(self, request, context):
+        """Everything a picture of a plan needs: summary, per-node fill and shadow prices, free shares.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AllocatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -315,6 +339,16 @@ def add_AllocatorServiceServicer_to_server(servicer, server):
                     servicer.GetRules,
                     request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.GetRulesRequest.FromString,
                     response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.GetRulesResponse.SerializeToString,
+            ),
+            'SolveStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.SolveStream,
+                    request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamRequest.FromString,
+                    response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamResponse.SerializeToString,
+            ),
+            'GetPlanReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlanReport,
+                    request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportRequest.FromString,
+                    response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -750,6 +784,60 @@ class AllocatorService:
             '/trafficalloc.v1.AllocatorService/GetRules',
             trafficalloc_dot_v1_dot_allocator__pb2.GetRulesRequest.SerializeToString,
             trafficalloc_dot_v1_dot_allocator__pb2.GetRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SolveStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trafficalloc.v1.AllocatorService/SolveStream',
+            trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamRequest.SerializeToString,
+            trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlanReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trafficalloc.v1.AllocatorService/GetPlanReport',
+            trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportRequest.SerializeToString,
+            trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

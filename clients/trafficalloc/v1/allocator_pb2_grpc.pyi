@@ -67,6 +67,10 @@ class AllocatorServiceStub:
     """Who gets a supply node, paginated."""
     GetRules: _grpc.UnaryUnaryMultiCallable[_allocator_pb2.GetRulesRequest, _allocator_pb2.GetRulesResponse]
     """The configured program rules, prices and reserved shares."""
+    SolveStream: _grpc.UnaryStreamMultiCallable[_allocator_pb2.SolveStreamRequest, _allocator_pb2.SolveStreamResponse]
+    """Solve like Solve, streaming progress events; the last event (phase DONE) carries the summary."""
+    GetPlanReport: _grpc.UnaryUnaryMultiCallable[_allocator_pb2.GetPlanReportRequest, _allocator_pb2.GetPlanReportResponse]
+    """Everything a picture of a plan needs: summary, per-node fill and shadow prices, free shares."""
 
 @_typing.type_check_only
 class AllocatorServiceAsyncStub(AllocatorServiceStub):
@@ -105,6 +109,10 @@ class AllocatorServiceAsyncStub(AllocatorServiceStub):
     """Who gets a supply node, paginated."""
     GetRules: _aio.UnaryUnaryMultiCallable[_allocator_pb2.GetRulesRequest, _allocator_pb2.GetRulesResponse]  # type: ignore[assignment]
     """The configured program rules, prices and reserved shares."""
+    SolveStream: _aio.UnaryStreamMultiCallable[_allocator_pb2.SolveStreamRequest, _allocator_pb2.SolveStreamResponse]  # type: ignore[assignment]
+    """Solve like Solve, streaming progress events; the last event (phase DONE) carries the summary."""
+    GetPlanReport: _aio.UnaryUnaryMultiCallable[_allocator_pb2.GetPlanReportRequest, _allocator_pb2.GetPlanReportResponse]  # type: ignore[assignment]
+    """Everything a picture of a plan needs: summary, per-node fill and shadow prices, free shares."""
 
 class AllocatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The allocation service."""
@@ -236,5 +244,21 @@ class AllocatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_allocator_pb2.GetRulesResponse, _abc.Awaitable[_allocator_pb2.GetRulesResponse]]:
         """The configured program rules, prices and reserved shares."""
+
+    @_abc_1.abstractmethod
+    def SolveStream(
+        self,
+        request: _allocator_pb2.SolveStreamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_allocator_pb2.SolveStreamResponse], _abc.AsyncIterator[_allocator_pb2.SolveStreamResponse]]:
+        """Solve like Solve, streaming progress events; the last event (phase DONE) carries the summary."""
+
+    @_abc_1.abstractmethod
+    def GetPlanReport(
+        self,
+        request: _allocator_pb2.GetPlanReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_allocator_pb2.GetPlanReportResponse, _abc.Awaitable[_allocator_pb2.GetPlanReportResponse]]:
+        """Everything a picture of a plan needs: summary, per-node fill and shadow prices, free shares."""
 
 def add_AllocatorServiceServicer_to_server(servicer: AllocatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
