@@ -13,7 +13,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml clients/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ./clients -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e './clients[report]' -e '.[dev]'
 	touch $(STAMP)
 
 venv: $(STAMP) ## make .venv with the pinned dependencies
