@@ -22,10 +22,11 @@ from google.protobuf import timestamp_pb2
 
 from allocator import events
 from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb
-from allocator.domain import Plan, ProblemInputs, Rules, SolveParams, SupplyNode
+from allocator.domain import Channel, Plan, ProblemInputs, Program, Rules, SolveParams, SupplyNode
 from allocator.errors import FailedPrecondition, NotFound, Unavailable
 from allocator.events import Progress, ProgressSink, SolveObserver
 from allocator.optimise import solve
+from allocator.optimise.availability import hypothetical_nodes, most_points_for_flight, residual_room
 from allocator.plan_codec import FORMAT_VERSION, PlanView, build_stored_plan, decode_plan, encode_plan
 from allocator.problem import build_problem
 from allocator.rules import rules_to_json
@@ -224,6 +225,33 @@ class Planner:
             eligibility=tuple(e for e in eligs if e.valid_from <= last and e.valid_to >= first),
             rules=self.rules,
         )
+
+    # ---- availability --------------------------------------------------------------------------
+
+    def availability(
+        self, dates: tuple[dt.date, ...], program: Program, channels: set[Channel], regions: set[str]
+    ) -> tuple[str, list[int], int]:
+        """Room per day, and the most points, for a hypothetical redemption over `dates`.
+
+        Computed on the plan of the current inputs (a cache hit, or solved now as a dry run), on its
+        residual network: exact, and it never counts capacity a committed redemption needs.
+        """
+        raw = self._read_inputs(dates)
+        plan_id = self.fingerprint(raw, self.params)
+        outcome = self._cached(plan_id)
+        if outcome is None:
+            with self._local_lock(plan_id):
+                outcome = self._cached(plan_id) or self._solve_once(
+                    plan_id, raw, self.params, _Reporter(None)
+                )
+        if outcome.summary.status == pb.PLAN_STATUS_FAILED:
+            raise FailedPrecondition(f"the plan of these dates failed ({outcome.summary.status_detail})")
+        inputs = self.problem_inputs(raw)
+        problem = build_problem(inputs, self.params)
+        chosen = hypothetical_nodes(inputs, problem, program, channels, regions)
+        view = self.view(plan_id)
+        rooms = residual_room(problem, view.s.paid_demand, view.s.paid_node, view.s.paid_points, chosen)
+        return plan_id, rooms, most_points_for_flight(rooms)
 
     # ---- plans -------------------------------------------------------------------------------
 

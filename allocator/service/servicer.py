@@ -19,7 +19,7 @@ from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from allocator.convert import rules_to_pb
-from allocator.domain import Rules
+from allocator.domain import Channel, Program, Rules
 from allocator.errors import FailedPrecondition, NotFound
 from allocator.events import DONE, Progress
 from allocator.plan_codec import Cell
@@ -271,6 +271,25 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
                         detail=item.detail,
                     )
                 )
+
+    @rpc_boundary
+    def CheckAvailability(
+        self, request: pb.CheckAvailabilityRequest, context: Ctx
+    ) -> pb.CheckAvailabilityResponse:
+        dates = v.check_availability(request, self.rules, self.limits)
+        plan_id, rooms, most = self.planner.availability(
+            dates,
+            Program(request.program),
+            {Channel(c) for c in request.channels},
+            set(request.regions),
+        )
+        return pb.CheckAvailabilityResponse(
+            points_available=most,
+            days=[
+                pb.DayAvailability(date=d.isoformat(), points=r) for d, r in zip(dates, rooms, strict=True)
+            ],
+            plan_id=plan_id,
+        )
 
     @rpc_boundary
     def GetPlanReport(self, request: pb.GetPlanReportRequest, context: Ctx) -> pb.GetPlanReportResponse:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from allocator.convert import parse_date
@@ -83,6 +83,24 @@ class Checker:
             )
             return None
         return Channel(value)
+
+    def program_channels(self, program_value: int, channels: Sequence[int], rules: Rules) -> None:
+        """A known program, at least one channel, none repeated, each one the program's points may buy."""
+        program = Program(program_value) if program_value in Program._value2member_map_ else None
+        if program is None:
+            self.add("program", "must be PROGRAM_STAR_PLAN or PROGRAM_LUOMA_PLAN")
+        if not channels:
+            self.add("channels", "must name at least one channel")
+        if len(set(channels)) != len(channels):
+            self.add("channels", "must not repeat a channel")
+        allowed = rules.program_channels.get(program, frozenset()) if program else frozenset()
+        for i, value in enumerate(channels):
+            channel = self.channel(f"channels[{i}]", value)
+            if channel is not None and program is not None and channel not in allowed:
+                self.add(
+                    f"channels[{i}]",
+                    f"CHANNEL_{channel.name} may not be bought with PROGRAM_{program.name} points",
+                )
 
     def regions(self, path: str, values: Iterable[str]) -> None:
         values = list(values)
@@ -174,25 +192,9 @@ def check_redemption(req: pb.RecordRedemptionRequest, rules: Rules, limits: Limi
     c = Checker(limits)
     c.ident("request_id", req.request_id)
     c.ident("merchant_id", req.merchant_id)
-    program = None
-    if req.program not in Program._value2member_map_:
-        c.add("program", "must be PROGRAM_STAR_PLAN or PROGRAM_LUOMA_PLAN")
-    else:
-        program = Program(req.program)
+    c.program_channels(req.program, req.channels, rules)
     if not 0 < req.points <= limits.max_points:
         c.add("points", f"must be > 0 and <= {limits.max_points}, got {req.points}")
-    if not req.channels:
-        c.add("channels", "must name at least one channel")
-    if len(set(req.channels)) != len(req.channels):
-        c.add("channels", "must not repeat a channel")
-    allowed = rules.program_channels.get(program, frozenset()) if program else None
-    for i, value in enumerate(req.channels):
-        channel = c.channel(f"channels[{i}]", value)
-        if channel is not None and program is not None and allowed is not None and channel not in allowed:
-            c.add(
-                f"channels[{i}]",
-                f"CHANNEL_{channel.name} may not be bought with PROGRAM_{program.name} points",
-            )
     c.date_range(
         "flight_start_date",
         req.flight_start_date,
@@ -267,4 +269,21 @@ def check_solve(req: pb.SolveRequest, limits: Limits) -> tuple[dt.date, ...]:
         c.add("time_limit_seconds", f"must be within 0..{limits.max_time_limit_s:g} (0: the default)")
     c.raise_if_any("solve request")
     start, end = parse_date(req.start_date), parse_date(end_text)
+    return tuple(start + dt.timedelta(days=i) for i in range((end - start).days + 1))
+
+
+def check_availability(req: pb.CheckAvailabilityRequest, rules: Rules, limits: Limits) -> tuple[dt.date, ...]:
+    """Validate a hypothetical redemption; returns the flight's dates."""
+    c = Checker(limits)
+    c.program_channels(req.program, req.channels, rules)
+    c.regions("regions", req.regions)
+    c.date_range(
+        "flight_start_date",
+        req.flight_start_date,
+        "flight_end_date",
+        req.flight_end_date,
+        limits.max_solve_days,
+    )
+    c.raise_if_any("availability check")
+    start, end = parse_date(req.flight_start_date), parse_date(req.flight_end_date)
     return tuple(start + dt.timedelta(days=i) for i in range((end - start).days + 1))

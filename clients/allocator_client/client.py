@@ -233,6 +233,12 @@ class AllocatorClient:
         except grpc.RpcError as error:
             raise AllocatorError.from_rpc_error(error) from None
 
+    def check_availability(
+        self, request: pb.CheckAvailabilityRequest, *, timeout: float | None = None
+    ) -> pb.CheckAvailabilityResponse:
+        """Most points a hypothetical redemption could take now without under-delivering anyone."""
+        return self._call(self._stub.CheckAvailability, request, timeout)
+
     def get_plan_report(
         self, request: pb.GetPlanReportRequest, *, timeout: float | None = None
     ) -> pb.GetPlanReportResponse:

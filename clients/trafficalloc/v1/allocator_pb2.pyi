@@ -1845,6 +1845,110 @@ class GetPlanReportResponse(_message.Message):
 Global___GetPlanReportResponse: _TypeAlias = GetPlanReportResponse  # noqa: Y015
 
 @_typing.final
+class CheckAvailabilityRequest(_message.Message):
+    """Request of CheckAvailability: a hypothetical redemption, not recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRAM_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    REGIONS_FIELD_NUMBER: _builtins.int
+    FLIGHT_START_DATE_FIELD_NUMBER: _builtins.int
+    FLIGHT_END_DATE_FIELD_NUMBER: _builtins.int
+    program: Global___Program.ValueType
+    """The program whose points would be spent; its rules limit the channels."""
+    flight_start_date: _builtins.str
+    """First day of the flight, YYYY-MM-DD."""
+    flight_end_date: _builtins.str
+    """Last day of the flight (inclusive), YYYY-MM-DD; at most 31 days after the start."""
+    @_builtins.property
+    def channels(self) -> _containers.RepeatedScalarFieldContainer[Global___Channel.ValueType]:
+        """Channels the exposure could use; at least one, each allowed for the program."""
+
+    @_builtins.property
+    def regions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Regions; at least one."""
+
+    def __init__(
+        self,
+        *,
+        program: Global___Program.ValueType = ...,
+        channels: _abc.Iterable[Global___Channel.ValueType] | None = ...,
+        regions: _abc.Iterable[_builtins.str] | None = ...,
+        flight_start_date: _builtins.str = ...,
+        flight_end_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "flight_end_date", b"flight_end_date", "flight_start_date", b"flight_start_date", "program", b"program", "regions", b"regions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAvailabilityRequest: _TypeAlias = CheckAvailabilityRequest  # noqa: Y015
+
+@_typing.final
+class DayAvailability(_message.Message):
+    """Room left on one day of the flight."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """The date."""
+    points: _builtins.int
+    """Most points one more redemption could take on this date without taking anything from committed
+    redemptions (a max-flow on the residual network of the current plan).
+    """
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DayAvailability: _TypeAlias = DayAvailability  # noqa: Y015
+
+@_typing.final
+class CheckAvailabilityResponse(_message.Message):
+    """Response of CheckAvailability."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_AVAILABLE_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    points_available: _builtins.int
+    """Most points a redemption with these channels, regions and flight can take now and be delivered in
+    full: its points are due day by day (pro rata), so the tightest day bounds it.
+    """
+    plan_id: _builtins.str
+    """The plan of the current inputs the answer was computed on (solved as a dry run if needed)."""
+    @_builtins.property
+    def days(self) -> _containers.RepeatedCompositeFieldContainer[Global___DayAvailability]:
+        """Room per day of the flight."""
+
+    def __init__(
+        self,
+        *,
+        points_available: _builtins.int = ...,
+        days: _abc.Iterable[Global___DayAvailability] | None = ...,
+        plan_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "plan_id", b"plan_id", "points_available", b"points_available"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckAvailabilityResponse: _TypeAlias = CheckAvailabilityResponse  # noqa: Y015
+
+@_typing.final
 class ProgramRule(_message.Message):
     """Rules of one program."""
 

@@ -120,6 +120,11 @@ class AllocatorServiceStub:
                 request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamRequest.SerializeToString,
                 response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamResponse.FromString,
                 _registered_method=True)
+        self.CheckAvailability = channel.unary_unary(
+                '/trafficalloc.v1.AllocatorService/CheckAvailability',
+                request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.CheckAvailabilityRequest.SerializeToString,
+                response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.CheckAvailabilityResponse.FromString,
+                _registered_method=True)
         self.GetPlanReport = channel.unary_unary(
                 '/trafficalloc.v1.AllocatorService/GetPlanReport',
                 request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportRequest.SerializeToString,
@@ -250,6 +255,14 @@ class AllocatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckAvailability(self, request, context):
+        """How many points a hypothetical redemption could still take without under-delivering what is
+        committed: the incentive system asks before it takes a merchant's points.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPlanReport(self, request, context):
         """Everything a picture of a plan needs: summary, per-node fill and shadow prices, free shares.
         """
@@ -344,6 +357,11 @@ def add_AllocatorServiceServicer_to_server(servicer, server):
                     servicer.SolveStream,
                     request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamRequest.FromString,
                     response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamResponse.SerializeToString,
+            ),
+            'CheckAvailability': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckAvailability,
+                    request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.CheckAvailabilityRequest.FromString,
+                    response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.CheckAvailabilityResponse.SerializeToString,
             ),
             'GetPlanReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPlanReport,
@@ -811,6 +829,33 @@ class AllocatorService:
             '/trafficalloc.v1.AllocatorService/SolveStream',
             trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamRequest.SerializeToString,
             trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckAvailability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trafficalloc.v1.AllocatorService/CheckAvailability',
+            trafficalloc_dot_v1_dot_allocator__pb2.CheckAvailabilityRequest.SerializeToString,
+            trafficalloc_dot_v1_dot_allocator__pb2.CheckAvailabilityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,10 @@ class AllocatorServiceStub:
     """The configured program rules, prices and reserved shares."""
     SolveStream: _grpc.UnaryStreamMultiCallable[_allocator_pb2.SolveStreamRequest, _allocator_pb2.SolveStreamResponse]
     """Solve like Solve, streaming progress events; the last event (phase DONE) carries the summary."""
+    CheckAvailability: _grpc.UnaryUnaryMultiCallable[_allocator_pb2.CheckAvailabilityRequest, _allocator_pb2.CheckAvailabilityResponse]
+    """How many points a hypothetical redemption could still take without under-delivering what is
+    committed: the incentive system asks before it takes a merchant's points.
+    """
     GetPlanReport: _grpc.UnaryUnaryMultiCallable[_allocator_pb2.GetPlanReportRequest, _allocator_pb2.GetPlanReportResponse]
     """Everything a picture of a plan needs: summary, per-node fill and shadow prices, free shares."""
 
@@ -111,6 +115,10 @@ class AllocatorServiceAsyncStub(AllocatorServiceStub):
     """The configured program rules, prices and reserved shares."""
     SolveStream: _aio.UnaryStreamMultiCallable[_allocator_pb2.SolveStreamRequest, _allocator_pb2.SolveStreamResponse]  # type: ignore[assignment]
     """Solve like Solve, streaming progress events; the last event (phase DONE) carries the summary."""
+    CheckAvailability: _aio.UnaryUnaryMultiCallable[_allocator_pb2.CheckAvailabilityRequest, _allocator_pb2.CheckAvailabilityResponse]  # type: ignore[assignment]
+    """How many points a hypothetical redemption could still take without under-delivering what is
+    committed: the incentive system asks before it takes a merchant's points.
+    """
     GetPlanReport: _aio.UnaryUnaryMultiCallable[_allocator_pb2.GetPlanReportRequest, _allocator_pb2.GetPlanReportResponse]  # type: ignore[assignment]
     """Everything a picture of a plan needs: summary, per-node fill and shadow prices, free shares."""
 
@@ -252,6 +260,16 @@ class AllocatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_allocator_pb2.SolveStreamResponse], _abc.AsyncIterator[_allocator_pb2.SolveStreamResponse]]:
         """Solve like Solve, streaming progress events; the last event (phase DONE) carries the summary."""
+
+    @_abc_1.abstractmethod
+    def CheckAvailability(
+        self,
+        request: _allocator_pb2.CheckAvailabilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_allocator_pb2.CheckAvailabilityResponse, _abc.Awaitable[_allocator_pb2.CheckAvailabilityResponse]]:
+        """How many points a hypothetical redemption could still take without under-delivering what is
+        committed: the incentive system asks before it takes a merchant's points.
+        """
 
     @_abc_1.abstractmethod
     def GetPlanReport(
