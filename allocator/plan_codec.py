@@ -14,8 +14,9 @@ from functools import cached_property
 import numpy as np
 
 from allocator.domain import F64, I8, I32, I64, Plan, Problem, ProblemInputs
+from allocator.problem import node_paid_points
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ def build_stored_plan(inputs: ProblemInputs, problem: Problem, plan: Plan) -> St
         "node_region": np.array([region_index[n.region] for n in nodes], dtype=np.int32),
         "node_capacity": problem.node_capacity,
         "node_price": problem.node_price,
+        "node_paidcap": node_paid_points(problem),
         "demand_redemption": np.array([reds[i].redemption_id for i in source], dtype=str).reshape(-1),
         "demand_merchant": np.array([reds[i].merchant_id for i in source], dtype=str).reshape(-1),
         "demand_program": problem.demand_program,
@@ -161,6 +163,15 @@ class PlanView:
                 zip(self.s.node_date, self.s.node_hour, self.s.node_channel, self.s.node_region, strict=True)
             )
         }
+
+    def demands_on(self, merchant_id: str, day: int) -> list[int]:
+        """The merchant's paid demands (one per redemption) of a day (a date ordinal)."""
+        return [d for d in self._demands_of.get(merchant_id, []) if int(self.s.demand_day[d]) == day]
+
+    def paid_arcs_of(self, d: int) -> np.ndarray:
+        """Indices of the plan's paid arcs of demand d."""
+        order, starts = self._paid_by_demand
+        return order[starts[d] : starts[d + 1]]
 
     def has_merchant(self, merchant_id: str) -> bool:
         return merchant_id in self._demands_of or merchant_id in self._free_of

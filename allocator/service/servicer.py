@@ -18,11 +18,12 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from allocator.convert import rules_to_pb
+from allocator.convert import redemption_from_pb, rules_to_pb
 from allocator.domain import Channel, Program, Rules
 from allocator.errors import FailedPrecondition, NotFound
 from allocator.events import DONE, Progress
-from allocator.plan_codec import Cell
+from allocator.explain import explain
+from allocator.plan_codec import Cell, PlanView
 from allocator.planner import Planner, SolveOutcome
 from allocator.service import validation as v
 from allocator.service.status import rpc_boundary
@@ -273,6 +274,75 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
                 )
 
     @rpc_boundary
+    def ExplainAllocation(
+        self, request: pb.ExplainAllocationRequest, context: Ctx
+    ) -> pb.ExplainAllocationResponse:
+        c = v.Checker(self.limits)
+        c.ident("merchant_id", request.merchant_id)
+        date = c.date("date", request.date)
+        c.ident("plan_id", request.plan_id, required=False)
+        c.raise_if_any("explanation request")
+        assert date is not None
+        plan_id, view = self._plan_for(request.plan_id, date, request.merchant_id)
+        day = date.toordinal()
+        ids = [str(view.s.demand_redemption[d]) for d in view.demands_on(request.merchant_id, day)]
+        records = {
+            m.redemption_id: redemption_from_pb(m) for m in (self.records.redemption(i) for i in ids) if m
+        }
+        why = explain(view, request.merchant_id, date, records, self.rules, self.planner.params.kappa)
+        regions = view.s.regions.tolist()
+        return pb.ExplainAllocationResponse(
+            merchant_id=request.merchant_id,
+            date=request.date,
+            plan_id=plan_id,
+            redemptions=[
+                pb.RedemptionExplanation(
+                    redemption_id=r.redemption_id,
+                    points_due=r.due,
+                    points_delivered=r.delivered,
+                    points_under_delivered=r.under,
+                    eligible_nodes=r.eligible_nodes,
+                    eligible_paid_points=r.eligible_points,
+                    saturated_nodes=r.saturated_nodes,
+                    reasons=[
+                        pb.Reason(kind=pb.ReasonKind.Value(f"REASON_KIND_{k}"), text=t) for k, t in r.reasons
+                    ],
+                )
+                for r in why.redemptions
+            ],
+            binding_nodes=[
+                pb.BindingNode(
+                    channel=pb.Channel.ValueType(int(view.s.node_channel[b.node])),
+                    hour=int(view.s.node_hour[b.node]),
+                    region=regions[int(view.s.node_region[b.node])],
+                    paid_capacity_points=b.paid_capacity_points,
+                    merchant_points=b.merchant_points,
+                    shadow_value_per_mille=b.shadow_value_per_mille,
+                    relieves_under_delivery=b.relieves_under_delivery,
+                )
+                for b in why.binding
+            ],
+            free_impressions=sum(x.impressions for x in view.merchant_day(request.merchant_id, date).free),
+        )
+
+    def _plan_for(self, plan_id: str, date: dt.date, merchant_id: str) -> tuple[str, PlanView]:
+        """The plan asked for (or the date's active one), checked to cover the date and know the merchant."""
+        plan_id = plan_id or self.planner.active_plan_id(date)
+        summary = self.planner.summary(plan_id)
+        if not summary.start_date <= date.isoformat() <= summary.end_date:
+            raise FailedPrecondition(
+                f"plan {plan_id} covers {summary.start_date}..{summary.end_date}, not {date.isoformat()}",
+                violations=[("date", "outside the plan's dates")],
+            )
+        view = self.planner.view(plan_id)
+        if not view.has_merchant(merchant_id):
+            raise NotFound(
+                f"merchant {merchant_id!r} has no redemption or eligibility in plan {plan_id}",
+                resource=("merchant", merchant_id),
+            )
+        return plan_id, view
+
+    @rpc_boundary
     def CheckAvailability(
         self, request: pb.CheckAvailabilityRequest, context: Ctx
     ) -> pb.CheckAvailabilityResponse:
@@ -360,19 +430,7 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
         c.ident("plan_id", request.plan_id, required=False)
         c.raise_if_any("allocation query")
         assert date is not None
-        plan_id = request.plan_id or self.planner.active_plan_id(date)
-        summary = self.planner.summary(plan_id)
-        if not summary.start_date <= request.date <= summary.end_date:
-            raise FailedPrecondition(
-                f"plan {plan_id} covers {summary.start_date}..{summary.end_date}, not {request.date}",
-                violations=[("date", "outside the plan's dates")],
-            )
-        view = self.planner.view(plan_id)
-        if not view.has_merchant(request.merchant_id):
-            raise NotFound(
-                f"merchant {request.merchant_id!r} has no redemption or eligibility in plan {plan_id}",
-                resource=("merchant", request.merchant_id),
-            )
+        plan_id, view = self._plan_for(request.plan_id, date, request.merchant_id)
         day = view.merchant_day(request.merchant_id, date)
         paid = [_cell(x) for x in day.paid]
         free = [_cell(x) for x in day.free]

@@ -233,6 +233,12 @@ class AllocatorClient:
         except grpc.RpcError as error:
             raise AllocatorError.from_rpc_error(error) from None
 
+    def explain_allocation(
+        self, request: pb.ExplainAllocationRequest, *, timeout: float | None = None
+    ) -> pb.ExplainAllocationResponse:
+        """Why a merchant got what it got on a date: reasons, saturated nodes, shadow prices."""
+        return self._call(self._stub.ExplainAllocation, request, timeout)
+
     def check_availability(
         self, request: pb.CheckAvailabilityRequest, *, timeout: float | None = None
     ) -> pb.CheckAvailabilityResponse:

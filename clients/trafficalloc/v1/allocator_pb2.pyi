@@ -170,6 +170,46 @@ SOLVE_PHASE_DONE: SolvePhase.ValueType  # 6
 """Done: the event carries the plan summary."""
 Global___SolvePhase: _TypeAlias = SolvePhase  # noqa: Y015
 
+class _ReasonKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReasonKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReasonKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REASON_KIND_UNSPECIFIED: _ReasonKind.ValueType  # 0
+    """Not set."""
+    REASON_KIND_DELIVERED_IN_FULL: _ReasonKind.ValueType  # 1
+    """Every point due was delivered."""
+    REASON_KIND_NO_ELIGIBLE_SUPPLY: _ReasonKind.ValueType  # 2
+    """No supply node matches the redemption's channels, regions and date with paid capacity."""
+    REASON_KIND_SUPPLY_SATURATED: _ReasonKind.ValueType  # 3
+    """Eligible nodes are full: their paid capacity went to this and other redemptions."""
+    REASON_KIND_PROGRAM_RULE: _ReasonKind.ValueType  # 4
+    """A channel of the redemption is not allowed for its program by the current rules."""
+    REASON_KIND_REPRESENTATIVENESS_CAP: _ReasonKind.ValueType  # 5
+    """Delivery on a node reached the representativeness cap (the spread over supply); more went elsewhere
+    or through overflow.
+    """
+
+class ReasonKind(_ReasonKind, metaclass=_ReasonKindEnumTypeWrapper):
+    """Why a redemption got what it got."""
+
+REASON_KIND_UNSPECIFIED: ReasonKind.ValueType  # 0
+"""Not set."""
+REASON_KIND_DELIVERED_IN_FULL: ReasonKind.ValueType  # 1
+"""Every point due was delivered."""
+REASON_KIND_NO_ELIGIBLE_SUPPLY: ReasonKind.ValueType  # 2
+"""No supply node matches the redemption's channels, regions and date with paid capacity."""
+REASON_KIND_SUPPLY_SATURATED: ReasonKind.ValueType  # 3
+"""Eligible nodes are full: their paid capacity went to this and other redemptions."""
+REASON_KIND_PROGRAM_RULE: ReasonKind.ValueType  # 4
+"""A channel of the redemption is not allowed for its program by the current rules."""
+REASON_KIND_REPRESENTATIVENESS_CAP: ReasonKind.ValueType  # 5
+"""Delivery on a node reached the representativeness cap (the spread over supply); more went elsewhere
+or through overflow.
+"""
+Global___ReasonKind: _TypeAlias = ReasonKind  # noqa: Y015
+
 @_typing.final
 class SupplyNode(_message.Message):
     """One aggregated supply node of a date: an hour window of one channel in one region."""
@@ -1947,6 +1987,206 @@ class CheckAvailabilityResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckAvailabilityResponse: _TypeAlias = CheckAvailabilityResponse  # noqa: Y015
+
+@_typing.final
+class Reason(_message.Message):
+    """One reason, with the figures behind it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    kind: Global___ReasonKind.ValueType
+    """The kind of reason."""
+    text: _builtins.str
+    """A sentence for a person, with the figures."""
+    def __init__(
+        self,
+        *,
+        kind: Global___ReasonKind.ValueType = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reason: _TypeAlias = Reason  # noqa: Y015
+
+@_typing.final
+class RedemptionExplanation(_message.Message):
+    """Explanation of one redemption on one date."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REDEMPTION_ID_FIELD_NUMBER: _builtins.int
+    POINTS_DUE_FIELD_NUMBER: _builtins.int
+    POINTS_DELIVERED_FIELD_NUMBER: _builtins.int
+    POINTS_UNDER_DELIVERED_FIELD_NUMBER: _builtins.int
+    ELIGIBLE_NODES_FIELD_NUMBER: _builtins.int
+    ELIGIBLE_PAID_POINTS_FIELD_NUMBER: _builtins.int
+    SATURATED_NODES_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    redemption_id: _builtins.str
+    """The redemption."""
+    points_due: _builtins.int
+    """Points due on the date."""
+    points_delivered: _builtins.int
+    """Points delivered on the date."""
+    points_under_delivered: _builtins.int
+    """Points the plan could not deliver on the date."""
+    eligible_nodes: _builtins.int
+    """Supply nodes of the date it may use."""
+    eligible_paid_points: _builtins.int
+    """Their paid capacity in points."""
+    saturated_nodes: _builtins.int
+    """Of those, nodes whose paid capacity is used up."""
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]:
+        """Why, most important first."""
+
+    def __init__(
+        self,
+        *,
+        redemption_id: _builtins.str = ...,
+        points_due: _builtins.int = ...,
+        points_delivered: _builtins.int = ...,
+        points_under_delivered: _builtins.int = ...,
+        eligible_nodes: _builtins.int = ...,
+        eligible_paid_points: _builtins.int = ...,
+        saturated_nodes: _builtins.int = ...,
+        reasons: _abc.Iterable[Global___Reason] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eligible_nodes", b"eligible_nodes", "eligible_paid_points", b"eligible_paid_points", "points_delivered", b"points_delivered", "points_due", b"points_due", "points_under_delivered", b"points_under_delivered", "reasons", b"reasons", "redemption_id", b"redemption_id", "saturated_nodes", b"saturated_nodes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedemptionExplanation: _TypeAlias = RedemptionExplanation  # noqa: Y015
+
+@_typing.final
+class BindingNode(_message.Message):
+    """A node the merchant could use that binds the plan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    HOUR_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    PAID_CAPACITY_POINTS_FIELD_NUMBER: _builtins.int
+    MERCHANT_POINTS_FIELD_NUMBER: _builtins.int
+    SHADOW_VALUE_PER_MILLE_FIELD_NUMBER: _builtins.int
+    RELIEVES_UNDER_DELIVERY_FIELD_NUMBER: _builtins.int
+    channel: Global___Channel.ValueType
+    """Channel."""
+    hour: _builtins.int
+    """Hour window."""
+    region: _builtins.str
+    """Region."""
+    paid_capacity_points: _builtins.int
+    """Paid capacity in points."""
+    merchant_points: _builtins.int
+    """Points the merchant got there."""
+    shadow_value_per_mille: _builtins.float
+    """Shadow value of one more thousand impressions of paid capacity here (see NodeReport)."""
+    relieves_under_delivery: _builtins.bool
+    """True when more capacity here would reduce paid under-delivery."""
+    def __init__(
+        self,
+        *,
+        channel: Global___Channel.ValueType = ...,
+        hour: _builtins.int = ...,
+        region: _builtins.str = ...,
+        paid_capacity_points: _builtins.int = ...,
+        merchant_points: _builtins.int = ...,
+        shadow_value_per_mille: _builtins.float = ...,
+        relieves_under_delivery: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "hour", b"hour", "merchant_points", b"merchant_points", "paid_capacity_points", b"paid_capacity_points", "region", b"region", "relieves_under_delivery", b"relieves_under_delivery", "shadow_value_per_mille", b"shadow_value_per_mille"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BindingNode: _TypeAlias = BindingNode  # noqa: Y015
+
+@_typing.final
+class ExplainAllocationRequest(_message.Message):
+    """Request of ExplainAllocation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """The merchant."""
+    date: _builtins.str
+    """The date, YYYY-MM-DD."""
+    plan_id: _builtins.str
+    """The plan; empty means the active plan of the date."""
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        date: _builtins.str = ...,
+        plan_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "merchant_id", b"merchant_id", "plan_id", b"plan_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainAllocationRequest: _TypeAlias = ExplainAllocationRequest  # noqa: Y015
+
+@_typing.final
+class ExplainAllocationResponse(_message.Message):
+    """Response of ExplainAllocation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    REDEMPTIONS_FIELD_NUMBER: _builtins.int
+    BINDING_NODES_FIELD_NUMBER: _builtins.int
+    FREE_IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """The merchant."""
+    date: _builtins.str
+    """The date."""
+    plan_id: _builtins.str
+    """The plan explained."""
+    free_impressions: _builtins.int
+    """Free daily-promotion impressions on the date, and the fair level they come from."""
+    @_builtins.property
+    def redemptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___RedemptionExplanation]:
+        """One explanation per redemption of the merchant planned on the date."""
+
+    @_builtins.property
+    def binding_nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___BindingNode]:
+        """The saturated nodes the merchant could use, dearest shadow price first (at most 20)."""
+
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        date: _builtins.str = ...,
+        plan_id: _builtins.str = ...,
+        redemptions: _abc.Iterable[Global___RedemptionExplanation] | None = ...,
+        binding_nodes: _abc.Iterable[Global___BindingNode] | None = ...,
+        free_impressions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding_nodes", b"binding_nodes", "date", b"date", "free_impressions", b"free_impressions", "merchant_id", b"merchant_id", "plan_id", b"plan_id", "redemptions", b"redemptions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplainAllocationResponse: _TypeAlias = ExplainAllocationResponse  # noqa: Y015
 
 @_typing.final
 class ProgramRule(_message.Message):

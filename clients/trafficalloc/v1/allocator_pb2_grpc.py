@@ -120,6 +120,11 @@ class AllocatorServiceStub:
                 request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamRequest.SerializeToString,
                 response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamResponse.FromString,
                 _registered_method=True)
+        self.ExplainAllocation = channel.unary_unary(
+                '/trafficalloc.v1.AllocatorService/ExplainAllocation',
+                request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.ExplainAllocationRequest.SerializeToString,
+                response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.ExplainAllocationResponse.FromString,
+                _registered_method=True)
         self.CheckAvailability = channel.unary_unary(
                 '/trafficalloc.v1.AllocatorService/CheckAvailability',
                 request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.CheckAvailabilityRequest.SerializeToString,
@@ -255,6 +260,14 @@ class AllocatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExplainAllocation(self, request, context):
+        """Why a merchant got what it got: saturated nodes and their shadow prices, caps and rules that bound,
+        and the reasons for any under-delivery.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckAvailability(self, request, context):
         """How many points a hypothetical redemption could still take without under-delivering what is
         committed: the incentive system asks before it takes a merchant's points.
@@ -357,6 +370,11 @@ def add_AllocatorServiceServicer_to_server(servicer, server):
                     servicer.SolveStream,
                     request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamRequest.FromString,
                     response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamResponse.SerializeToString,
+            ),
+            'ExplainAllocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainAllocation,
+                    request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.ExplainAllocationRequest.FromString,
+                    response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.ExplainAllocationResponse.SerializeToString,
             ),
             'CheckAvailability': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckAvailability,
@@ -829,6 +847,33 @@ class AllocatorService:
             '/trafficalloc.v1.AllocatorService/SolveStream',
             trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamRequest.SerializeToString,
             trafficalloc_dot_v1_dot_allocator__pb2.SolveStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainAllocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trafficalloc.v1.AllocatorService/ExplainAllocation',
+            trafficalloc_dot_v1_dot_allocator__pb2.ExplainAllocationRequest.SerializeToString,
+            trafficalloc_dot_v1_dot_allocator__pb2.ExplainAllocationResponse.FromString,
             options,
             channel_credentials,
             insecure,

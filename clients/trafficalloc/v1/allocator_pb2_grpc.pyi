@@ -69,6 +69,10 @@ class AllocatorServiceStub:
     """The configured program rules, prices and reserved shares."""
     SolveStream: _grpc.UnaryStreamMultiCallable[_allocator_pb2.SolveStreamRequest, _allocator_pb2.SolveStreamResponse]
     """Solve like Solve, streaming progress events; the last event (phase DONE) carries the summary."""
+    ExplainAllocation: _grpc.UnaryUnaryMultiCallable[_allocator_pb2.ExplainAllocationRequest, _allocator_pb2.ExplainAllocationResponse]
+    """Why a merchant got what it got: saturated nodes and their shadow prices, caps and rules that bound,
+    and the reasons for any under-delivery.
+    """
     CheckAvailability: _grpc.UnaryUnaryMultiCallable[_allocator_pb2.CheckAvailabilityRequest, _allocator_pb2.CheckAvailabilityResponse]
     """How many points a hypothetical redemption could still take without under-delivering what is
     committed: the incentive system asks before it takes a merchant's points.
@@ -115,6 +119,10 @@ class AllocatorServiceAsyncStub(AllocatorServiceStub):
     """The configured program rules, prices and reserved shares."""
     SolveStream: _aio.UnaryStreamMultiCallable[_allocator_pb2.SolveStreamRequest, _allocator_pb2.SolveStreamResponse]  # type: ignore[assignment]
     """Solve like Solve, streaming progress events; the last event (phase DONE) carries the summary."""
+    ExplainAllocation: _aio.UnaryUnaryMultiCallable[_allocator_pb2.ExplainAllocationRequest, _allocator_pb2.ExplainAllocationResponse]  # type: ignore[assignment]
+    """Why a merchant got what it got: saturated nodes and their shadow prices, caps and rules that bound,
+    and the reasons for any under-delivery.
+    """
     CheckAvailability: _aio.UnaryUnaryMultiCallable[_allocator_pb2.CheckAvailabilityRequest, _allocator_pb2.CheckAvailabilityResponse]  # type: ignore[assignment]
     """How many points a hypothetical redemption could still take without under-delivering what is
     committed: the incentive system asks before it takes a merchant's points.
@@ -260,6 +268,16 @@ class AllocatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_allocator_pb2.SolveStreamResponse], _abc.AsyncIterator[_allocator_pb2.SolveStreamResponse]]:
         """Solve like Solve, streaming progress events; the last event (phase DONE) carries the summary."""
+
+    @_abc_1.abstractmethod
+    def ExplainAllocation(
+        self,
+        request: _allocator_pb2.ExplainAllocationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_allocator_pb2.ExplainAllocationResponse, _abc.Awaitable[_allocator_pb2.ExplainAllocationResponse]]:
+        """Why a merchant got what it got: saturated nodes and their shadow prices, caps and rules that bound,
+        and the reasons for any under-delivery.
+        """
 
     @_abc_1.abstractmethod
     def CheckAvailability(
