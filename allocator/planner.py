@@ -47,12 +47,15 @@ class SolveOutcome:
 
 @dataclass(frozen=True)
 class RawInputs:
-    """Inputs as stored bytes: hashed for the fingerprint, parsed only on a cache miss."""
+    """Inputs of a solve as stored: the fingerprint needs only the inventories and the generations of
+    the redemption and eligibility tables; the records themselves are read on a cache miss."""
 
     dates: tuple[dt.date, ...]
     inventories: tuple[bytes, ...]
-    redemptions: dict[bytes, bytes]
-    eligibility: dict[bytes, bytes]
+    redemptions_gen: int
+    eligibility_gen: int
+    redemptions: dict[bytes, bytes] | None = None
+    eligibility: dict[bytes, bytes] | None = None
 
 
 class Planner:
@@ -91,12 +94,7 @@ class Planner:
         report = _Reporter(progress)
         report.emit(events.READING_INPUTS)
         params = dataclasses.replace(self.params, time_limit_s=time_limit_s or self.params.time_limit_s)
-        raw = self._read_inputs(dates)
-        plan_id = self.fingerprint(raw, params)
-        outcome = self._cached(plan_id)
-        if outcome is None:
-            with self._local_lock(plan_id):
-                outcome = self._cached(plan_id) or self._solve_once(plan_id, raw, params, report)
+        plan_id, outcome, _ = self._obtain(self._read_inputs(dates), params, report)
         for observer in self.observers:
             observer.cache(outcome.cache_hit)
         if not dry_run and outcome.summary.status != pb.PLAN_STATUS_FAILED:
@@ -108,7 +106,36 @@ class Planner:
         report.emit(events.DONE, "cache hit" if outcome.cache_hit else "solved")
         return SolveOutcome(summary=summary, cache_hit=outcome.cache_hit)
 
+    def _obtain(
+        self, raw: RawInputs, params: SolveParams, report: _Reporter
+    ) -> tuple[str, SolveOutcome, RawInputs]:
+        """The plan of these inputs: from the cache, or solved once (in this process and across replicas).
+
+        Returns the inputs the plan id stands for: `raw`, or a newer snapshot if a write landed between
+        reading the generations and reading the records.
+        """
+        plan_id = self.fingerprint(raw, params)
+        outcome = self._cached(plan_id)
+        if outcome is not None:
+            return plan_id, outcome, raw
+        with self._local_lock(plan_id):
+            outcome = self._cached(plan_id)
+            if outcome is not None:
+                return plan_id, outcome, raw
+            full = raw if raw.redemptions is not None else self._with_records(raw)
+            if (full.redemptions_gen, full.eligibility_gen) != (raw.redemptions_gen, raw.eligibility_gen):
+                plan_id = self.fingerprint(full, params)  # plan what was read
+                outcome = self._cached(plan_id)
+                if outcome is not None:
+                    return plan_id, outcome, full
+            return plan_id, self._solve_once(plan_id, full, params, report), full
+
     def fingerprint(self, raw: RawInputs, params: SolveParams) -> str:
+        """sha256 of the format, rules, parameters, each date's inventory and the table generations.
+
+        Generations move with every write, so the same records written again give a new plan id (one
+        extra solve); in exchange a cache hit reads two counters instead of every record.
+        """
         h = hashlib.sha256()
         h.update(f"allocator-plan/{FORMAT_VERSION}\x00".encode())  # a new blob format never hits old plans
         h.update(rules_to_json(self.rules).encode())
@@ -116,10 +143,7 @@ class Planner:
         for date, inv in zip(raw.dates, raw.inventories, strict=True):
             h.update(date.isoformat().encode())
             h.update(hashlib.sha256(inv).digest())
-        for table in (raw.redemptions, raw.eligibility):
-            h.update(b"\x01")
-            for key in sorted(table):
-                h.update(hashlib.sha256(key + b"\x00" + table[key]).digest())
+        h.update(f"\x01{raw.redemptions_gen}\x01{raw.eligibility_gen}".encode())
         return h.hexdigest()[:32]
 
     def _read_inputs(self, dates: tuple[dt.date, ...]) -> RawInputs:
@@ -135,11 +159,18 @@ class Planner:
                 f"no inventory published for {', '.join(missing)}; publish it before solving",
                 violations=[("inventory", f"missing for {d}") for d in missing],
             )
-        return RawInputs(
-            dates=dates,
-            inventories=tuple(inventories),
-            redemptions=self.records.all_redemption_bytes(),
-            eligibility=self.records.all_eligibility_bytes(),
+        red_gen, elig_gen = self.records.generations()
+        return RawInputs(dates, tuple(inventories), red_gen, elig_gen)
+
+    def _with_records(self, raw: RawInputs) -> RawInputs:
+        red_gen, redemptions = self.records.redemptions_snapshot()
+        elig_gen, eligibility = self.records.eligibility_snapshot()
+        return dataclasses.replace(
+            raw,
+            redemptions_gen=red_gen,
+            eligibility_gen=elig_gen,
+            redemptions=redemptions,
+            eligibility=eligibility,
         )
 
     def _cached(self, plan_id: str) -> SolveOutcome | None:
@@ -207,6 +238,9 @@ class Planner:
         return summary, data
 
     def problem_inputs(self, raw: RawInputs) -> ProblemInputs:
+        if raw.redemptions is None or raw.eligibility is None:
+            raw = self._with_records(raw)
+        assert raw.redemptions is not None and raw.eligibility is not None
         first, last = raw.dates[0], raw.dates[-1]
         nodes: list[SupplyNode] = []
         for d, inv in zip(raw.dates, raw.inventories, strict=True):
@@ -236,14 +270,8 @@ class Planner:
         Computed on the plan of the current inputs (a cache hit, or solved now as a dry run), on its
         residual network: exact, and it never counts capacity a committed redemption needs.
         """
-        raw = self._read_inputs(dates)
-        plan_id = self.fingerprint(raw, self.params)
-        outcome = self._cached(plan_id)
-        if outcome is None:
-            with self._local_lock(plan_id):
-                outcome = self._cached(plan_id) or self._solve_once(
-                    plan_id, raw, self.params, _Reporter(None)
-                )
+        raw = self._with_records(self._read_inputs(dates))
+        plan_id, outcome, raw = self._obtain(raw, self.params, _Reporter(None))
         if outcome.summary.status == pb.PLAN_STATUS_FAILED:
             raise FailedPrecondition(f"the plan of these dates failed ({outcome.summary.status_detail})")
         inputs = self.problem_inputs(raw)

@@ -26,6 +26,7 @@ while i <= #ARGV do
   elseif op == 'ZADD' then redis.call('ZADD', k, 0, a)
   elseif op == 'ZREM' then redis.call('ZREM', k, a)
   elseif op == 'SET' then redis.call('SET', k, a)
+  elseif op == 'INCR' then redis.call('INCR', k)
   else return redis.error_reply('unknown op ' .. op) end
   i = i + 4
 end
@@ -40,7 +41,8 @@ class RequestConflict(Exception):
 
 @dataclass(frozen=True)
 class Op:
-    """One write of a commit: HSET key field value, HDEL key field, ZADD key member, ZREM, SET key value."""
+    """One write of a commit: HSET key field value, HDEL key field, ZADD key member, ZREM, SET key value,
+    INCR key (a table's generation)."""
 
     name: str
     key: str

@@ -38,6 +38,10 @@ class Keys:
     def redemptions_by_merchant(self) -> str:
         return f"{self.base}:{{red}}:by-merchant"
 
+    def redemptions_generation(self) -> str:
+        """Bumped by every redemption write: the plan fingerprint reads it instead of every record."""
+        return f"{self.base}:{{red}}:gen"
+
     def redemption_request(self, request_id: str) -> str:
         return f"{self.base}:{{red}}:req:{request_id}"
 
@@ -47,6 +51,9 @@ class Keys:
 
     def eligibility_ids(self) -> str:
         return f"{self.base}:{{elig}}:ids"
+
+    def eligibility_generation(self) -> str:
+        return f"{self.base}:{{elig}}:gen"
 
     def eligibility_request(self, request_id: str) -> str:
         return f"{self.base}:{{elig}}:req:{request_id}"

@@ -53,13 +53,17 @@ class RecordStore:
             Op("HSET", self._k.redemptions(), rid, redemption.SerializeToString()),
             Op("ZADD", self._k.redemption_ids(), rid),
             Op("ZADD", self._k.redemptions_by_merchant(), f"{redemption.merchant_id}\x00{rid}"),
+            Op("INCR", self._k.redemptions_generation()),
         ]
         return self._writer.commit(self._k.redemption_request(request_id), digest, response, ops)
 
     def update_redemption(
         self, request_id: str, digest: str, redemption: pb.Redemption, response: bytes
     ) -> CommitResult:
-        ops = [Op("HSET", self._k.redemptions(), redemption.redemption_id, redemption.SerializeToString())]
+        ops = [
+            Op("HSET", self._k.redemptions(), redemption.redemption_id, redemption.SerializeToString()),
+            Op("INCR", self._k.redemptions_generation()),
+        ]
         return self._writer.commit(self._k.redemption_request(request_id), digest, response, ops)
 
     def redemption(self, redemption_id: str) -> pb.Redemption | None:
@@ -86,8 +90,25 @@ class RecordStore:
         items = [pb.Redemption.FromString(cast(bytes, raw)) for raw in raws if raw is not None]
         return items, (ids[-1] if more and ids else "")
 
-    def all_redemption_bytes(self) -> dict[bytes, bytes]:
-        return cast(dict[bytes, bytes], self._r.hgetall(self._k.redemptions()))
+    def generations(self) -> tuple[int, int]:
+        """(redemptions, eligibility) generations: they change whenever a record of the table does."""
+        red = self._r.get(self._k.redemptions_generation())
+        elig = self._r.get(self._k.eligibility_generation())
+        return int(cast(bytes, red) or 0), int(cast(bytes, elig) or 0)
+
+    def redemptions_snapshot(self) -> tuple[int, dict[bytes, bytes]]:
+        """Every redemption record with the generation they belong to, read atomically."""
+        return self._snapshot(self._k.redemptions_generation(), self._k.redemptions())
+
+    def eligibility_snapshot(self) -> tuple[int, dict[bytes, bytes]]:
+        return self._snapshot(self._k.eligibility_generation(), self._k.eligibility())
+
+    def _snapshot(self, gen_key: str, data_key: str) -> tuple[int, dict[bytes, bytes]]:
+        pipe = self._r.pipeline(transaction=True)  # MULTI: both keys share a hash tag
+        pipe.get(gen_key)
+        pipe.hgetall(data_key)
+        gen, data = pipe.execute()
+        return int(gen or 0), cast(dict[bytes, bytes], data)
 
     # ---- eligibility -------------------------------------------------------------------------
 
@@ -98,6 +119,7 @@ class RecordStore:
         for e in entries:
             ops.append(Op("HSET", self._k.eligibility(), e.merchant_id, e.SerializeToString()))
             ops.append(Op("ZADD", self._k.eligibility_ids(), e.merchant_id))
+        ops.append(Op("INCR", self._k.eligibility_generation()))
         return self._writer.commit(self._k.eligibility_request(request_id), digest, response, ops)
 
     def clear_eligibility(
@@ -107,6 +129,7 @@ class RecordStore:
         for m in merchant_ids:
             ops.append(Op("HDEL", self._k.eligibility(), m))
             ops.append(Op("ZREM", self._k.eligibility_ids(), m))
+        ops.append(Op("INCR", self._k.eligibility_generation()))
         return self._writer.commit(self._k.eligibility_request(request_id), digest, response, ops)
 
     def eligible_count(self, merchant_ids: list[str]) -> int:
@@ -123,6 +146,3 @@ class RecordStore:
         raws = self._r.hmget(self._k.eligibility(), ids) if ids else []
         items = [pb.DailyPromotionEligibility.FromString(cast(bytes, raw)) for raw in raws if raw is not None]
         return items, (ids[-1] if more and ids else "")
-
-    def all_eligibility_bytes(self) -> dict[bytes, bytes]:
-        return cast(dict[bytes, bytes], self._r.hgetall(self._k.eligibility()))

@@ -62,6 +62,9 @@ def test_second_solve_is_a_cache_hit_and_changes_miss(client: AllocatorClient) -
     again = client.solve(pb.SolveRequest(start_date=DATE)).plan
     assert again.cache_hit and again.plan_id == first.plan_id
     assert again.solve_seconds == first.solve_seconds  # the stored figures, not a new solve
+    # a retried write replays its first answer and changes nothing: still a cache hit
+    assert client.record_redemption(redemption("r-1", "m-star", 2_000)).replayed
+    assert client.solve(pb.SolveRequest(start_date=DATE)).plan.cache_hit
     client.record_redemption(redemption("r-3", "m-new", 100))
     changed = client.solve(pb.SolveRequest(start_date=DATE)).plan
     assert not changed.cache_hit and changed.plan_id != first.plan_id

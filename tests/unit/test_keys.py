@@ -15,6 +15,8 @@ def test_key_layout_is_pinned() -> None:
     assert k.redemption_ids() == "alloc:v1:{red}:ids"
     assert k.redemptions_by_merchant() == "alloc:v1:{red}:by-merchant"
     assert k.redemption_request("rq") == "alloc:v1:{red}:req:rq"
+    assert k.redemptions_generation() == "alloc:v1:{red}:gen"
+    assert k.eligibility_generation() == "alloc:v1:{elig}:gen"
     assert k.eligibility() == "alloc:v1:{elig}:data"
     assert k.eligibility_ids() == "alloc:v1:{elig}:ids"
     assert k.eligibility_request("rq") == "alloc:v1:{elig}:req:rq"
@@ -40,8 +42,14 @@ def test_keys_written_together_share_a_cluster_slot() -> None:
     k = Keys("alloc")
     groups = [
         [k.inventory("2026-12-01"), k.inventory_request("2026-12-01", "x")],
-        [k.redemptions(), k.redemption_ids(), k.redemptions_by_merchant(), k.redemption_request("x")],
-        [k.eligibility(), k.eligibility_ids(), k.eligibility_request("x")],
+        [
+            k.redemptions(),
+            k.redemption_ids(),
+            k.redemptions_by_merchant(),
+            k.redemption_request("x"),
+            k.redemptions_generation(),
+        ],
+        [k.eligibility(), k.eligibility_ids(), k.eligibility_request("x"), k.eligibility_generation()],
         [k.plan_summary("p"), k.plan_data("p"), k.plan_lock("p")],
         [k.active_plans(), k.activation_request("x")],
     ]
