@@ -294,6 +294,11 @@ class Planner:
 
     def activate(self, plan_id: str, request_id: str) -> tuple[pb.PlanSummary, list[str]]:
         summary = self.summary(plan_id)  # NOT_FOUND for unknown plans, before any write
+        if summary.status == pb.PLAN_STATUS_FAILED:
+            raise FailedPrecondition(
+                f"plan {plan_id} FAILED ({summary.status_detail}) and cannot be activated",
+                violations=[("plan_id", "names a FAILED plan")],
+            )
         dates = _dates_of(summary)
         previous = self.plans.active(dates)
         response = json.dumps(previous).encode()

@@ -178,3 +178,7 @@ def test_a_failed_solve_is_reported_and_never_activated(client: AllocatorClient)
     assert failed.status == pb.PLAN_STATUS_FAILED and "numeric range" in failed.status_detail
     assert not failed.active
     assert client.get_active_plan(pb.GetActivePlanRequest(date=DATE)).plan.plan_id == good.plan_id
+    with pytest.raises(AllocatorError) as err:
+        client.activate_plan(pb.ActivatePlanRequest(request_id="act-failed", plan_id=failed.plan_id))
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert client.get_active_plan(pb.GetActivePlanRequest(date=DATE)).plan.plan_id == good.plan_id
