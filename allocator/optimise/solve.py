@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 
-from allocator.domain import Plan, PlanStatus, Problem, SolveParams
+from allocator.domain import F64, Plan, PlanStatus, Problem, SolveParams
+from allocator.optimise.duals import DualsError, paid_duals
 from allocator.optimise.free_pool import FreeResult, node_free_capacity, solve_free
-from allocator.optimise.paid_flow import solve_paid
+from allocator.optimise.paid_flow import PaidResult, solve_paid
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +20,23 @@ logger = logging.getLogger(__name__)
 def _no_free(extras: dict[str, float]) -> FreeResult:
     empty = np.zeros(0, dtype=np.int64)
     return FreeResult(empty.astype(np.int32), empty.astype(np.int32), empty, 0.0, False, extras)
+
+
+def _shadow_prices(
+    problem: Problem, params: SolveParams, paid: PaidResult
+) -> tuple[F64 | None, npt.NDArray[np.bool_] | None]:
+    """Per node: value per extra thousand paid impressions, and whether it would relieve under-delivery.
+
+    None, None when the paid tier failed or the duals cannot be computed (logged; the plan stays valid).
+    """
+    if not paid.ok:
+        return None, None
+    try:
+        duals = paid_duals(problem, params, paid.demand, paid.node, paid.points, paid.under)
+    except DualsError as exc:
+        logger.error("paid shadow prices not computed: %s", exc)
+        return None, None
+    return duals.value_per_mille, duals.relieves_under
 
 
 def solve(problem: Problem, params: SolveParams, on_phase: Callable[[str], None] | None = None) -> Plan:
@@ -34,6 +53,8 @@ def solve(problem: Problem, params: SolveParams, on_phase: Callable[[str], None]
         on_phase("PAID_FLOW")
     paid = solve_paid(problem, params)
     paid_done = time.perf_counter()
+    shadow_value, relieves_under = _shadow_prices(problem, params, paid)
+    duals_done = time.perf_counter()
     if not paid.ok:
         free = _no_free({})
     else:
@@ -62,7 +83,8 @@ def solve(problem: Problem, params: SolveParams, on_phase: Callable[[str], None]
     build = paid.build_seconds + float(free.extras.get("free_build_seconds", 0.0))
     extras = dict(free.extras)
     extras["paid_seconds"] = paid_done - start
-    extras["free_seconds"] = end - paid_done
+    extras["duals_seconds"] = duals_done - paid_done
+    extras["free_seconds"] = end - duals_done
     return Plan(
         status=status,
         status_detail=detail,
@@ -82,4 +104,6 @@ def solve(problem: Problem, params: SolveParams, on_phase: Callable[[str], None]
         build_seconds=build,
         solve_seconds=end - start - build,
         extras=extras,
+        node_shadow_value_per_mille=shadow_value,
+        node_relieves_under=relieves_under,
     )
