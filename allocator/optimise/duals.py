@@ -136,21 +136,25 @@ def _residual_arcs(
     plan_keys = paid_demand.astype(np.int64) * n_nodes + paid_node.astype(np.int64)
     plan_points = paid_points.astype(np.int64)
     spread = params.spread_penalty
-    # The two parts of every arc, the cheaper one first (the capped part unless spread_penalty < 0).
-    cap1, cap2 = (cap, pc - cap) if spread >= 0 else (pc - cap, cap)
+    # The two parts of every arc, the cheaper one first (the capped part unless spread_penalty < 0). The
+    # overflow part's bound K_s - cap only mirrors the node's own capacity (s -> T already limits what
+    # reaches s): it moves with K_s, so it is unbounded here, or a node filled by one demand would look
+    # free of charge to grow.
+    unbounded = np.full_like(cap, _INF)
+    cap1, cap2 = (cap, unbounded) if spread >= 0 else (unbounded, cap)
     cost1, cost2 = (cost, cost + spread) if spread >= 0 else (cost + spread, cost)
 
     sorted_keys = keys.size < 2 or bool(np.all(keys[1:] >= keys[:-1]))
     if not sorted_keys:
         order = np.argsort(keys, kind="stable")
-        keys, ad, an = keys[order], ad[order], an[order]
+        keys, ad, an, pc = keys[order], ad[order], an[order], pc[order]
         cap1, cap2, cost1, cost2 = cap1[order], cap2[order], cost1[order], cost2[order]
     if keys.size < 2 or bool(np.all(keys[1:] > keys[:-1])):
         # one arc per pair (build_problem's arcs): fill its cheaper part, then the other
         total = _pair_totals(keys, plan_keys, plan_points)
         f1 = np.minimum(total, cap1)
         f2 = total - f1
-        if bool(np.any(f2 > cap2)):
+        if bool(np.any(total > pc)):
             raise DualsError("the plan puts more points on a (demand, node) pair than its arcs carry")
         room1 = f1 < cap1
         fwd = room1 | (f2 < cap2)
@@ -165,19 +169,22 @@ def _residual_arcs(
     part_cap = np.stack([cap1, cap2], axis=1).ravel()
     part_cost = np.stack([cost1, cost2], axis=1).ravel()
     order = np.lexsort((part_cost, part_key))
+    part_pc = np.repeat(pc, 2)[order]
     part_key, part_cap, part_cost = part_key[order], part_cap[order], part_cost[order]
+    unbounded_part = part_cap >= _INF
+    part_cap = np.minimum(part_cap, part_pc)  # no part carries more than the node: keeps the sums in int64
     first = np.r_[True, part_key[1:] != part_key[:-1]]
     starts = np.flatnonzero(first)
     pair_of_part = np.cumsum(first) - 1
     total = _pair_totals(part_key[starts], plan_keys, plan_points)
-    if bool(np.any(total > np.add.reduceat(part_cap, starts))):
+    if bool(np.any(total > part_pc[starts])):
         raise DualsError("the plan puts more points on a (demand, node) pair than its arcs carry")
     excl = np.cumsum(part_cap) - part_cap
     before = excl - excl[starts][pair_of_part]  # capacity of the cheaper parts of the same pair
     pair_total = total[pair_of_part]
     flow = np.clip(pair_total - before, 0, part_cap)
     # the cheapest part with room is where the fill stopped; the dearest part with flow is the last filled
-    fwd = (flow < part_cap) & (before <= pair_total)
+    fwd = ((flow < part_cap) | unbounded_part) & (before <= pair_total)
     bwd = (flow > 0) & (before + part_cap >= pair_total)
     pd, pn = part_key // n_nodes, part_key % n_nodes
     return (pd[fwd], pn[fwd], part_cost[fwd]), (pn[bwd], pd[bwd], -part_cost[bwd])

@@ -174,8 +174,9 @@ def _random_inputs(
 
 
 def _fixed_caps_cost(problem: Problem, params: SolveParams, grow: int | None = None) -> int:
-    """Optimal cost of the paid network with every arc capacity as solved; node `grow` gets one more point."""
-    cap, pc, cost = arc_caps_and_costs(problem, params)
+    """Optimal cost of the paid network with the representativeness caps as solved; node `grow` gets one
+    more point."""
+    cap, _, cost = arc_caps_and_costs(problem, params)
     penalty = effective_params(problem, params).under_delivery_penalty
     n_dem, n_nodes = problem.demand_points.size, problem.node_capacity.size
     sink = n_dem + n_nodes
@@ -187,7 +188,8 @@ def _fixed_caps_cost(problem: Problem, params: SolveParams, grow: int | None = N
     smcf.add_arcs_with_capacity_and_unit_cost(
         np.concatenate([ad, ad, np.arange(n_dem, sink), np.arange(n_dem)]).astype(np.int32),
         np.concatenate([an, an, np.full(n_nodes + n_dem, sink)]).astype(np.int32),
-        np.concatenate([cap, pc - cap, paidcap, problem.demand_points]).astype(np.int64),
+        # overflow parts unbounded: their bound K_s - cap only mirrors the node's capacity, which grows
+        np.concatenate([cap, np.full_like(cap, 10**12), paidcap, problem.demand_points]).astype(np.int64),
         np.concatenate(
             [cost, cost + params.spread_penalty, np.zeros(n_nodes), np.full(n_dem, penalty)]
         ).astype(np.int64),
@@ -281,3 +283,19 @@ def test_shadow_prices_equal_the_re_solved_finite_difference() -> None:
         relieving += int(duals.relieves_under.sum())
         valued += int(((duals.shadow_cost > 0) & ~duals.relieves_under).sum())
     assert checked > 300 and relieving > 10 and valued > 10
+
+
+def test_a_node_filled_by_one_under_delivered_demand_relieves_it() -> None:
+    """Regression: the demand's arc into the node is as large as the node, so growing the node must grow
+    the arc too (its overflow bound mirrors the node's capacity); else the price came out 0."""
+    nodes = [node(capacity=45, hour=h) for h in range(3)]
+    params = SolveParams()
+    problem = build_problem(inputs(nodes, [red(200)]), params)
+    paid = solve_paid(problem, params)
+    assert paid.under.tolist() == [200 - 3 * 45]
+    duals = paid_duals(problem, params, paid.demand, paid.node, paid.points, paid.under)
+    assert duals.relieves_under.tolist() == [True, True, True]
+    penalty = effective_params(problem, params).under_delivery_penalty
+    _, _, cost = arc_caps_and_costs(problem, params)
+    # one more point: delivered through the overflow part (cost c + spread) instead of the penalty
+    assert duals.shadow_cost.tolist() == [penalty + int(-cost[0]) - params.spread_penalty] * 3
