@@ -113,6 +113,8 @@ def run(spec: Spec, oracle: bool, baselines: bool) -> dict[str, object]:
         "total_s": round(plan.build_seconds + plan.solve_seconds, 4),
         "paid_s": round(float(plan.extras.get("paid_seconds", 0.0)), 4),
         "free_s": round(float(plan.extras.get("free_seconds", 0.0)), 4),
+        "duals_s": round(float(plan.extras.get("duals_seconds", 0.0)), 4),
+        "free_spread_s": round(float(plan.extras.get("free_spread_seconds", 0.0)), 4),
         "free_rounds": int(plan.extras.get("free_rounds", 0)),
         "free_maxflow_solves": int(plan.extras.get("free_maxflow_solves", 0)),
         "objective": plan.objective,

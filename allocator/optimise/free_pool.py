@@ -251,16 +251,30 @@ def _spread(
     nf = node_free.astype(np.int64)[fn]
     eligible = np.zeros(n_f, dtype=np.int64)
     np.add.at(eligible, fm, nf)
-    cap = np.minimum(np.ceil(kappa * totals[fm] * nf / np.maximum(eligible[fm], 1)), nf).astype(np.int64)
-    over = nf - cap
-    has_over = np.flatnonzero(over > 0)
-    tails = np.concatenate([fm, fm[has_over], np.arange(n_f, sink)]).astype(np.int32)
-    heads = np.concatenate([fn + n_f, fn[has_over] + n_f, np.full(n_s, sink)]).astype(np.int32)
-    caps = np.concatenate([cap, over[has_over], node_free.astype(np.int64)])
-    costs = np.concatenate(
-        [np.zeros(fm.size, np.int64), np.ones(has_over.size, np.int64), np.zeros(n_s, np.int64)]
-    )
-    supplies = np.concatenate([totals, np.zeros(n_s, np.int64), [-total]]).astype(np.int64)
+    tot = totals[fm]
+    cap = np.minimum(np.ceil(kappa * tot * nf / np.maximum(eligible[fm], 1)), nf).astype(np.int64)
+    # Exact reductions of that network (same optimal cost, same totals): merchant f has no in-arcs and
+    # supplies totals_f, so no arc out of it carries more than totals_f, and overflow (cost 1 > 0) is
+    # only worth using once the capped part is full. A merchant with a zero total keeps no arc at all.
+    reach = np.minimum(nf, tot)
+    cap = np.minimum(cap, tot)
+    over = reach - cap
+    live = np.flatnonzero(tot > 0)
+    has_over = live[over[live] > 0]
+    n_live, n_over = live.size, has_over.size
+    n_all = n_live + n_over + n_s
+    tails = np.empty(n_all, np.int32)
+    heads = np.empty(n_all, np.int32)
+    caps = np.empty(n_all, np.int64)
+    costs = np.zeros(n_all, np.int64)
+    a, b = n_live, n_live + n_over
+    tails[:a], heads[:a], caps[:a] = fm[live], fn[live] + n_f, cap[live]
+    tails[a:b], heads[a:b], caps[a:b] = fm[has_over], fn[has_over] + n_f, over[has_over]
+    costs[a:b] = 1
+    tails[b:], heads[b:], caps[b:] = np.arange(n_f, sink), sink, node_free
+    supplies = np.zeros(sink + 1, np.int64)
+    supplies[:n_f] = totals
+    supplies[sink] = -total
     smcf = min_cost_flow.SimpleMinCostFlow()
     arc_ids = np.asarray(smcf.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs), dtype=np.int32)
     smcf.set_nodes_supplies(np.arange(sink + 1, dtype=np.int32), supplies)
@@ -271,8 +285,9 @@ def _spread(
         logger.error("free pool: spreading min-cost flow status %s; keeping the max-flow split", status.name)
         extras["free_spread_failed"] = 1.0
         return fallback
-    flows = np.asarray(smcf.flows(arc_ids[: fm.size + has_over.size]), dtype=np.int64)
-    spread = flows[: fm.size].copy()
-    spread[has_over] += flows[fm.size :]
-    extras["free_spread_overflow"] = float(flows[fm.size :].sum())
+    flows = np.asarray(smcf.flows(arc_ids[:b]), dtype=np.int64)
+    spread = np.zeros(fm.size, np.int64)
+    spread[live] = flows[:a]
+    spread[has_over] += flows[a:b]
+    extras["free_spread_overflow"] = float(flows[a:b].sum())
     return spread

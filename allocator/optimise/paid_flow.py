@@ -10,6 +10,11 @@ cap[d,s] = ceil(kappa * points_d * paidcap_s / eligible_paidcap_d) points from n
 and more only through a parallel overflow arc that costs `spread_penalty` more per point. Soft rather than
 hard caps because a hard cap can strand points that the supply could carry: the caps spread delivery over
 the eligible supply, but they never cause under-delivery (the penalty is far below the under-delivery one).
+
+The graph handed to OR-Tools is that model with capacities tightened where no optimum can use them (same
+optimal cost, which the HiGHS oracle in bench/oracle.py checks): every arc out of demand d carries at most
+due_d; the overflow arc carries at most min(K_s, due_d) - cap (dropped when that is 0); with
+spread_penalty == 0 the capped and overflow arcs are one arc. The model itself is unchanged.
 """
 
 from __future__ import annotations
@@ -116,34 +121,55 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
         )
         return _empty(problem, False, detail)
     params = replace(params, under_delivery_penalty=penalty)
-    ad = problem.arc_demand.astype(np.int32)
-    an = problem.arc_node.astype(np.int32) + n_dem
-    over = pc - cap
+    # Exact capacity tightening (the optimum and its cost are those of the model's graph): a demand node
+    # has no in-arcs and supply due_d, so no arc out of it carries more than due_d; and since the overflow
+    # arc costs spread_penalty >= 0 more than its capped twin, some optimum uses the overflow only once the
+    # capped part is full, so overflow above min(K_s, due_d) - cap can never be used. Overflow arcs with no
+    # room left are dropped; with spread_penalty == 0 the two arcs are one arc of capacity min(K_s, due_d).
+    due = points[problem.arc_demand]
+    reach = np.minimum(pc, due)
+    if params.spread_penalty == 0:
+        cap, over = reach, np.zeros_like(reach)
+    elif params.spread_penalty > 0:
+        cap = np.minimum(cap, due)
+        over = reach - cap
+    else:  # a negative penalty (not a sensible setting) keeps only the due_d bound, which always holds
+        cap, over = np.minimum(cap, due), np.minimum(pc - cap, due)
     has_over = np.flatnonzero(over > 0)
+    n_over = has_over.size
     paidcap = node_paid_points(problem)
-    node_ids = np.arange(n_dem, sink, dtype=np.int32)
-    dem_ids = np.arange(n_dem, dtype=np.int32)
-    tails = np.concatenate(
-        [
-            ad,  # 1. demand -> node, up to the representativeness cap, at minus the value of a point
-            ad[has_over],  # 2. demand -> node overflow above the cap, value minus the spread penalty
-            node_ids,  # 3. node -> sink, the node's paid capacity in points
-            dem_ids,  # 4. demand -> sink, under-delivery at a penalty that dominates any value
-        ]
-    )
-    heads = np.concatenate(
-        [an, an[has_over], np.full(n_nodes, sink, np.int32), np.full(n_dem, sink, np.int32)]
-    )
-    caps = np.concatenate([cap, over[has_over], paidcap, points]).astype(np.int64)
-    costs = np.concatenate(
-        [
-            cost,
-            cost[has_over] + params.spread_penalty,
-            np.zeros(n_nodes, np.int64),
-            np.full(n_dem, params.under_delivery_penalty, np.int64),
-        ]
-    ).astype(np.int64)
-    supplies = np.concatenate([points, np.zeros(n_nodes, np.int64), [-int(points.sum())]]).astype(np.int64)
+    # one preallocated array per column (int32 ids, int64 capacities and costs): no concatenations
+    n_all = n_arcs + n_over + n_nodes + n_dem
+    tails = np.empty(n_all, np.int32)
+    heads = np.empty(n_all, np.int32)
+    caps = np.empty(n_all, np.int64)
+    costs = np.empty(n_all, np.int64)
+    a, b, c = n_arcs, n_arcs + n_over, n_arcs + n_over + n_nodes
+    # 1. demand -> node, up to the representativeness cap, at minus the value of a point
+    tails[:a] = problem.arc_demand
+    heads[:a] = problem.arc_node
+    heads[:a] += n_dem
+    caps[:a] = cap
+    costs[:a] = cost
+    # 2. demand -> node overflow above the cap, value minus the spread penalty
+    tails[a:b] = tails[:a][has_over]
+    heads[a:b] = heads[:a][has_over]
+    caps[a:b] = over[has_over]
+    costs[a:b] = cost[has_over]
+    costs[a:b] += params.spread_penalty
+    # 3. node -> sink, the node's paid capacity in points
+    tails[b:c] = np.arange(n_dem, sink, dtype=np.int32)
+    heads[b:c] = sink
+    caps[b:c] = paidcap
+    costs[b:c] = 0
+    # 4. demand -> sink, under-delivery at a penalty that dominates any value
+    tails[c:] = np.arange(n_dem, dtype=np.int32)
+    heads[c:] = sink
+    caps[c:] = points
+    costs[c:] = params.under_delivery_penalty
+    supplies = np.zeros(sink + 1, np.int64)
+    supplies[:n_dem] = points
+    supplies[sink] = -int(points.sum())
 
     smcf = min_cost_flow.SimpleMinCostFlow()
     arc_ids = smcf.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
@@ -156,7 +182,7 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
 
     flows = np.asarray(smcf.flows(np.asarray(arc_ids)), dtype=np.int64)
     arc_points = flows[:n_arcs].copy()
-    arc_points[has_over] += flows[n_arcs : n_arcs + has_over.size]
+    arc_points[has_over] += flows[n_arcs : n_arcs + n_over]
     under = flows[-n_dem:] if n_dem else np.zeros(0, np.int64)
 
     used = np.flatnonzero(arc_points > 0)

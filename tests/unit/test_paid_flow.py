@@ -129,3 +129,15 @@ def test_penalty_dominates_even_for_dear_arcs() -> None:
     params = SolveParams()
     plan = solve(build_problem(inputs(nodes, reds), params), params)
     assert plan.status == PlanStatus.OPTIMAL and plan.demand_delivered.tolist() == [5, 5]
+
+
+def test_tightened_graph_keeps_the_oracle_optimum_for_every_spread_penalty() -> None:
+    """The solver drops overflow arcs that cannot be used and bounds arcs by the points due (exact)."""
+    from bench.solve import Spec, generate
+
+    problem = generate(Spec(merchants=300, nodes=60, arcs_per_merchant=8, contention=1.1, seed=5))
+    for spread, kappa in ((0, 2.0), (1, 0.5), (7, 1.0), (1, 2.0)):
+        params = SolveParams(kappa=kappa, spread_penalty=spread)
+        plan = solve(problem, params)
+        assert plan.objective == paid_lp_objective(problem, params)
+        assert (plan.demand_delivered + plan.demand_under == problem.demand_points).all()
