@@ -1,9 +1,11 @@
 """`make demo`: a realistic day end to end against a real server process, through the client library only.
 
 Starts ``python -m allocator.server`` on a free port with its embedded Redis, generates and loads a day
-(~6,000 paid and ~2,000 daily-promotion merchants, 8 regions), solves it, shows a few allocations, shows
-that a second solve is a cache hit, then stops the server with SIGTERM and checks that it exited with 0
-and left no redis-server behind. Prints the headline figures as one JSON line; exits non-zero on failure.
+(~6,000 paid and ~2,000 daily-promotion merchants, 8 regions), solves it (streaming the solver's
+phases), shows a few allocations, shows that a second solve is a cache hit, writes the plan report to
+demo-out/plan.png and demo-out/plan.html, then stops the server with SIGTERM and checks that it exited
+with 0 and left no redis-server behind. Prints the headline figures as one JSON line; exits non-zero on
+failure.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from allocator_client import AllocatorClient, AllocatorError, render
+from allocator_client.report import MissingReportDependency, write_report
 from allocator_client.scenario import Scenario, generate_day
 from trafficalloc.v1 import allocator_pb2 as pb
 
@@ -32,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 60.0
 SOLVE_TIMEOUT_S = 600.0
+REPORT_DIR = Path("demo-out")  # relative to the current directory: `make demo` runs from the repo root
 console = Console(highlight=False)
 
 
@@ -135,8 +139,8 @@ def exercise(client: AllocatorClient) -> dict[str, object]:
 
     console.print(Rule("Solve"))
     started = time.perf_counter()
-    with console.status("solving ..."):
-        plan = client.solve(pb.SolveRequest(start_date=date), timeout=SOLVE_TIMEOUT_S).plan
+    solve_request = pb.SolveStreamRequest(start_date=date)
+    plan = render.solve_with_progress(client, solve_request, console, timeout=SOLVE_TIMEOUT_S)
     first_wall = time.perf_counter() - started
     console.print(render.plan_view(plan))
     console.print(f"first solve: {first_wall:.2f} s wall-clock on the client")
@@ -160,6 +164,10 @@ def exercise(client: AllocatorClient) -> dict[str, object]:
     console.print(Rule("The busiest supply node"))
     node = busiest_node(client, scenario)
     console.print(render.node_allocation_view(node, client.get_node_allocation(node)))
+
+    console.print(Rule("The plan report"))
+    png, html = write_report(client.get_plan_report(pb.GetPlanReportRequest(date=date)), REPORT_DIR)
+    console.print(f"wrote {png} and {html}")
     return {
         "merchants": paid_merchants,
         "free_merchants": len(scenario.eligibility),
@@ -169,6 +177,7 @@ def exercise(client: AllocatorClient) -> dict[str, object]:
         "first_solve_wall_s": round(first_wall, 3),
         "cache_hit_wall_s": round(cache_wall, 4),
         "status": pb.PlanStatus.Name(plan.status),
+        "report": str(html),
     }
 
 
@@ -212,7 +221,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="allocator-demo-") as tmp:
         try:
             headline = run(Path(tmp))
-        except (DemoFailure, AllocatorError) as error:
+        except (DemoFailure, AllocatorError, MissingReportDependency) as error:
             console.print(f"[bold red]demo failed:[/] {error}")
             return 1
     console.print(Rule("Headline"))

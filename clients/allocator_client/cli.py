@@ -19,6 +19,7 @@ from allocator_client import render
 from allocator_client.cli_common import CliState, connect, console, report_error, state, tomorrow
 from allocator_client.cli_inputs import eligibility_app, inventory_app, read_json, redemption_app
 from allocator_client.cli_plans import allocation_app, plan_app, rules, solve
+from allocator_client.cli_report import report
 from allocator_client.errors import AllocatorError
 from allocator_client.scenario import DEFAULT_REGIONS, Scenario, apply_scenario, dump_scenario, generate_day
 
@@ -50,6 +51,7 @@ app.add_typer(plan_app, name="plan")
 app.add_typer(allocation_app, name="allocation")
 app.command("solve")(solve)
 app.command("rules")(rules)
+app.command("report")(report)
 
 
 @app.callback()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Annotated
 
+import grpc
 import typer
 
 from allocator_client import render
 from allocator_client.cli_common import collect_pages, connect, console, emit, parse_channel, state
+from allocator_client.errors import AllocatorError
 from trafficalloc.v1 import allocator_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -24,21 +27,32 @@ def solve(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Solve and cache, do not activate.")] = False,
     time_limit: Annotated[float, typer.Option(min=0, help="Solver time limit, s (0: server default).")] = 0.0,
 ) -> None:
-    """Solve a date or a range and (unless --dry-run) activate the plan.
+    """Solve a date or a range and (unless --dry-run) activate the plan, showing the server's progress.
 
     The call's deadline is the larger of --timeout and the time limit plus a minute, so a long solve
     is not cut off by the default deadline.
     """
     options = state(ctx)
-    request = pb.SolveRequest(start_date=start, end_date=end, dry_run=dry_run, time_limit_seconds=time_limit)
+    request = pb.SolveStreamRequest(
+        start_date=start, end_date=end, dry_run=dry_run, time_limit_seconds=time_limit
+    )
     deadline = max(options.timeout, time_limit + 60.0)
     with connect(ctx) as client:
         if options.json_output:
-            response = client.solve(request, timeout=deadline)
+            plan = _streamed_plan(client.solve_stream(request, timeout=deadline))
         else:
-            with console.status(f"solving {start}{'..' + end if end else ''} on {options.target} ..."):
-                response = client.solve(request, timeout=deadline)
+            console.print(f"solving {start}{'..' + end if end else ''} on {options.target}")
+            plan = render.solve_with_progress(client, request, console, timeout=deadline)
+    response = pb.SolveResponse(plan=plan)
     emit(ctx, response, lambda: render.plan_view(response.plan))
+
+
+def _streamed_plan(events: Iterable[pb.SolveProgress]) -> pb.PlanSummary:
+    """The plan of the stream's DONE event, the progress before it unseen (``--json``)."""
+    for event in events:
+        if event.phase == pb.SOLVE_PHASE_DONE:
+            return event.plan
+    raise AllocatorError(grpc.StatusCode.INTERNAL, "the solve stream ended without a plan")
 
 
 def rules(ctx: typer.Context) -> None:

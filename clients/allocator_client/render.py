@@ -5,11 +5,20 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+import grpc
 from rich.console import Console, Group, RenderableType
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from allocator_client.client import AllocatorClient
+from allocator_client.errors import AllocatorError
 from allocator_client.scenario import Scenario, apply_scenario
 from trafficalloc.v1 import allocator_pb2 as pb
 
@@ -25,6 +34,8 @@ __all__ = [
     "program_name",
     "redemption_table",
     "rules_view",
+    "solve_phase_name",
+    "solve_with_progress",
 ]
 
 _STATUS_STYLE = {
@@ -292,3 +303,63 @@ def apply_with_progress(
             bar.update(tasks[phase], completed=done, total=total)
 
         return apply_scenario(client, scenario, progress, workers=workers)
+
+
+# The phases before DONE, in the order the server runs them.
+_SOLVE_PHASES: tuple[int, ...] = (
+    pb.SOLVE_PHASE_READING_INPUTS,
+    pb.SOLVE_PHASE_BUILDING,
+    pb.SOLVE_PHASE_PAID_FLOW,
+    pb.SOLVE_PHASE_FREE_POOL,
+    pb.SOLVE_PHASE_STORING,
+)
+
+
+def solve_phase_name(value: int) -> str:
+    """'paid flow' for SOLVE_PHASE_PAID_FLOW."""
+    try:
+        name = pb.SolvePhase.Name(value)  # type: ignore[arg-type]
+    except ValueError:
+        return str(value)
+    return name.removeprefix("SOLVE_PHASE_").replace("_", " ").lower()
+
+
+def _problem_size(event: pb.SolveProgress) -> str:
+    if not (event.supply_nodes or event.demands or event.arcs):
+        return ""
+    return f"{event.supply_nodes:,} nodes · {event.demands:,} demands · {event.arcs:,} arcs"
+
+
+def solve_with_progress(
+    client: AllocatorClient, request: pb.SolveStreamRequest, console: Console, *, timeout: float | None = None
+) -> pb.PlanSummary:
+    """``client.solve_stream`` behind a live progress line: phase, its detail, phases done, elapsed
+    seconds, problem size (once the server knows it).
+
+    Returns the plan of the DONE event; raises ``AllocatorError`` if the stream fails or ends without one.
+    """
+    columns = (
+        SpinnerColumn(finished_text="[green]✓[/]"),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.elapsed:.1f} s"),
+        TextColumn("[dim]{task.fields[size]}[/]"),
+    )
+    done: pb.SolveProgress | None = None
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("waiting for the server", total=len(_SOLVE_PHASES), size="")
+        for event in client.solve_stream(request, timeout=timeout):
+            size = _problem_size(event)
+            if event.phase == pb.SOLVE_PHASE_DONE:
+                done = event
+                label = f"done: {event.detail or 'solved'}"
+                bar.update(task, completed=len(_SOLVE_PHASES), description=label, size=size)
+                continue
+            step = _SOLVE_PHASES.index(event.phase) if event.phase in _SOLVE_PHASES else 0
+            label = f"[bold]{solve_phase_name(event.phase)}[/]"
+            if event.detail:
+                label += f" [dim]({event.detail})[/]"
+            bar.update(task, completed=step, description=label, size=size)
+    if done is None:
+        raise AllocatorError(grpc.StatusCode.INTERNAL, "the solve stream ended without a plan")
+    return done.plan

@@ -80,7 +80,12 @@ def test_generate_load_solve_and_read_back(target: str, tmp_path: Path) -> None:
     node_page = ok_json(cli(target, "allocation", "node", *node, "--all", "--page-size", "3"))
     assert len(node_page.get("entries", [])) == node_page.get("total_size", 0)
 
-    # The human-readable forms render the same answers as tables.
+    # The human-readable forms render the same answers as tables; solve shows the server's phases first.
+    shown_solve = cli(target, "solve", "--start", DATE, "--dry-run", json_output=False)
+    assert shown_solve.exit_code == 0, shown_solve.output
+    assert "done: cache hit" in shown_solve.stdout and "5/5" in shown_solve.stdout
+    assert "576 nodes" in shown_solve.stdout and f"Plan {plan['plan_id']}" in shown_solve.stdout
+    assert shown_solve.stdout.index("done: cache hit") < shown_solve.stdout.index("Paid delivery per program")
     assert plan["plan_id"] in cli(target, "plan", "get", plan["plan_id"], json_output=False).stdout
     shown = cli(target, "allocation", "merchant", merchant, "--date", DATE, json_output=False)
     assert shown.exit_code == 0 and merchant in shown.stdout
