@@ -101,10 +101,10 @@ class Rules:
 class SolveParams:
     """Knobs of the solve; part of a plan's fingerprint."""
 
-    kappa: float = 2.0  # representativeness: x[d,s] <= ceil(kappa * share of s in d's supply * d)
+    kappa: float = 1.2  # representativeness: x[d,s] <= ceil(kappa * share of s in d's supply * d)
     value_scale: int = 100  # cost units per quality-weighted impression (integer costs)
     under_delivery_penalty: int = 10_000_000  # cost per undelivered point; dominates any value
-    spread_penalty: int = 1  # extra cost per point above a representativeness cap (soft caps)
+    spread_penalty: int = 10_000  # extra cost per point above a representativeness cap (soft caps)
     time_limit_s: float = 60.0
     fairness_rel_tol: float = 1e-5  # bisection tolerance of the max-min level
 

@@ -20,7 +20,14 @@ from allocator.problem import build_problem, node_paid_points
 
 from .builders import HOME, PAY, SEARCH, inputs, node, red, rules
 
-PENALTY = SolveParams().under_delivery_penalty  # the effective penalty of every instance here
+
+def hand_params(**overrides: float) -> SolveParams:
+    """The parameters the hand computations in this module assume (kappa 2, spread penalty 1), whatever
+    the service's defaults are."""
+    return SolveParams(**{"kappa": 2.0, "spread_penalty": 1, **overrides})  # type: ignore[arg-type]
+
+
+PENALTY = hand_params().under_delivery_penalty  # the effective penalty of every instance here
 
 
 def _duals(problem: Problem, params: SolveParams) -> PaidDuals:
@@ -45,7 +52,7 @@ def test_binding_node_is_worth_the_marginal_demands_gain(kappa: float, shadow: i
         red(50, channels=(HOME, PAY), rid="b"),
     ]
     inp = inputs([node(capacity=100, channel=HOME), node(capacity=1000, channel=PAY, price=2000)], reds)
-    params = SolveParams(kappa=kappa)
+    params = hand_params(kappa=kappa)
     problem = build_problem(inp, params)
     plan = solve(problem, params)
     assert plan.status == PlanStatus.OPTIMAL and plan.demand_delivered.tolist() == [80, 50]
@@ -60,7 +67,7 @@ def test_binding_node_is_worth_the_marginal_demands_gain(kappa: float, shadow: i
 
 def test_node_with_spare_capacity_is_worth_nothing() -> None:
     inp = inputs([node(capacity=100), node(capacity=10, hour=11)], [red(30, rid="a"), red(25, rid="b")])
-    params = SolveParams()
+    params = hand_params()
     problem = build_problem(inp, params)
     plan = solve(problem, params)
     assert plan.status == PlanStatus.OPTIMAL
@@ -78,7 +85,7 @@ def test_under_delivery_makes_the_binding_node_relieve_it() -> None:
     # The PAY node is reachable by nobody: nothing.
     reds = [red(80, quality=((HOME, 2.0),), rid="a"), red(50, rid="b")]
     inp = inputs([node(capacity=100, channel=HOME), node(capacity=50, channel=PAY)], reds)
-    params = SolveParams()
+    params = hand_params()
     problem = build_problem(inp, params)
     plan = solve(problem, params)
     assert plan.status == PlanStatus.PARTIAL and plan.demand_under.tolist() == [0, 30]
@@ -96,7 +103,7 @@ def test_the_penalty_is_the_effective_one() -> None:
     # to 1000 x (300000 + 1); b (quality 1) misses 30 points, so lambda = that penalty + 100000.
     reds = [red(80, quality=((HOME, 3.0),), rid="a"), red(50, rid="b")]
     inp = inputs([node(capacity=100_000, price=1)], reds)
-    params = SolveParams()
+    params = hand_params()
     problem = build_problem(inp, params)
     penalty = effective_params(problem, params).under_delivery_penalty
     assert penalty == 1000 * 300_001 > params.under_delivery_penalty
@@ -107,7 +114,7 @@ def test_the_penalty_is_the_effective_one() -> None:
 
 
 def test_no_paid_arcs_gives_zeros_and_a_failed_solve_gives_none() -> None:
-    params = SolveParams()
+    params = hand_params()
     problem = build_problem(inputs([node()], [red(5, channels=(SEARCH,), regions=("south",))]), params)
     plan = solve(problem, params)
     assert plan.node_shadow_value_per_mille is not None and plan.node_relieves_under is not None
@@ -127,7 +134,7 @@ def test_a_plan_that_is_not_optimal_or_does_not_fit_is_refused() -> None:
         red(70, channels=(HOME, PAY), rid="b"),
     ]
     inp = inputs([node(capacity=100, channel=HOME), node(capacity=50, channel=PAY)], reds)
-    params = SolveParams(kappa=1000.0)
+    params = hand_params(kappa=1000.0)
     problem = build_problem(inp, params)
     i32, i64 = np.int32, np.int64
     no_under = np.zeros(2, i64)
@@ -231,7 +238,7 @@ def test_shadow_prices_equal_the_fixed_caps_finite_difference() -> None:
     checked = relieving = valued = 0
     for trial in range(250):
         inp = _random_inputs(rng, (0, 60), 60, [1000, 500, 2000, 333])
-        params = SolveParams(
+        params = hand_params(
             kappa=float(rng.choice([0.5, 1.0, 2.0])), spread_penalty=int(rng.choice([0, 1, 7]))
         )
         problem = build_problem(inp, params)
@@ -260,7 +267,7 @@ def test_shadow_prices_equal_the_re_solved_finite_difference() -> None:
     checked = relieving = valued = 0
     for trial in range(150):
         inp = _random_inputs(rng, (8, 20), 7, [1000], max_reds=10)
-        params = SolveParams(kappa=float(rng.choice([1e-9, 1e6])), spread_penalty=int(rng.choice([0, 1, 7])))
+        params = hand_params(kappa=float(rng.choice([1e-9, 1e6])), spread_penalty=int(rng.choice([0, 1, 7])))
         problem = build_problem(inp, params)
         paid = solve_paid(problem, params)
         duals = paid_duals(problem, params, paid.demand, paid.node, paid.points, paid.under)
@@ -289,7 +296,7 @@ def test_a_node_filled_by_one_under_delivered_demand_relieves_it() -> None:
     """Regression: the demand's arc into the node is as large as the node, so growing the node must grow
     the arc too (its overflow bound mirrors the node's capacity); else the price came out 0."""
     nodes = [node(capacity=45, hour=h) for h in range(3)]
-    params = SolveParams()
+    params = hand_params()
     problem = build_problem(inputs(nodes, [red(200)]), params)
     paid = solve_paid(problem, params)
     assert paid.under.tolist() == [200 - 3 * 45]

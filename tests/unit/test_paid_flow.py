@@ -13,8 +13,14 @@ from bench.oracle import paid_lp_objective
 from .builders import HOME, PAY, SEARCH, inputs, node, red
 
 
+def hand_params(**overrides: float) -> SolveParams:
+    """The parameters the hand computations in this module assume (kappa 2, spread penalty 1), whatever
+    the service's defaults are."""
+    return SolveParams(**{"kappa": 2.0, "spread_penalty": 1, **overrides})  # type: ignore[arg-type]
+
+
 def _solve(inp, params=None):  # type: ignore[no-untyped-def]
-    params = params or SolveParams()
+    params = params or hand_params()
     problem = build_problem(inp, params)
     plan = solve(problem, params)
     assert_plan_feasible(inp, problem, plan)
@@ -52,9 +58,9 @@ def test_quality_steers_a_demand_to_the_better_channel() -> None:
 
 def test_representativeness_caps_spread_delivery_but_are_soft() -> None:
     nodes = [node(hour=9), node(hour=10)]
-    _, plan = _solve(inputs(nodes, [red(100)]), SolveParams(kappa=1.0))
+    _, plan = _solve(inputs(nodes, [red(100)]), hand_params(kappa=1.0))
     assert _points(plan) == {(0, 0): 50, (0, 1): 50}  # each node's cap is ceil(1 * 100 * 100/200) = 50
-    _, plan = _solve(inputs(nodes, [red(150)]), SolveParams(kappa=0.5))
+    _, plan = _solve(inputs(nodes, [red(150)]), hand_params(kappa=0.5))
     # caps of 38 points per node; the other 74 points flow over the caps at +1 each, none undelivered
     assert plan.demand_under.tolist() == [0]
     assert plan.objective == -100 * 150 + 74
@@ -80,7 +86,7 @@ def test_empty_problem_is_a_valid_optimal_plan() -> None:
     for inp in (inputs([]), inputs([node()]), inputs([], [red(5)])):
         _, plan = _solve(inp)
         assert plan.paid_points.size == plan.free_impressions.size == 0
-    assert solve(build_problem(inputs([]), SolveParams()), SolveParams()).status == PlanStatus.OPTIMAL
+    assert solve(build_problem(inputs([]), hand_params()), hand_params()).status == PlanStatus.OPTIMAL
 
 
 def test_a_synthetic_bench_instance_matches_the_oracle_and_beats_the_baselines() -> None:
@@ -89,7 +95,7 @@ def test_a_synthetic_bench_instance_matches_the_oracle_and_beats_the_baselines()
     from bench.solve import Spec, generate
 
     problem = generate(Spec(merchants=300, nodes=60, arcs_per_merchant=8, contention=1.1, seed=3))
-    params = SolveParams()
+    params = hand_params()
     plan = solve(problem, params)
     assert plan.objective == paid_lp_objective(problem, params)
     paid = node_paid_points(problem)
@@ -110,7 +116,7 @@ def test_costs_that_would_overflow_are_a_failed_plan_not_a_wrong_one() -> None:
     from .builders import inputs, node, red
 
     inp = inputs([node(capacity=10**9)], [red(10**12, rid="a"), red(10**12, rid="b")])
-    params = SolveParams()
+    params = hand_params()
     plan = solve(build_problem(inp, params), params)
     assert plan.status == PlanStatus.FAILED and "numeric range" in plan.status_detail
     assert plan.paid_points.size == 0 and plan.demand_under.tolist() == [10**12, 10**12]
@@ -126,7 +132,7 @@ def test_penalty_dominates_even_for_dear_arcs() -> None:
 
     nodes = [node(capacity=10, price=1000)]
     reds = [red(5, rid="cheap"), red(5, quality=((HOME, 1000.0),), rid="dear")]
-    params = SolveParams()
+    params = hand_params()
     plan = solve(build_problem(inputs(nodes, reds), params), params)
     assert plan.status == PlanStatus.OPTIMAL and plan.demand_delivered.tolist() == [5, 5]
 
@@ -137,7 +143,7 @@ def test_tightened_graph_keeps_the_oracle_optimum_for_every_spread_penalty() -> 
 
     problem = generate(Spec(merchants=300, nodes=60, arcs_per_merchant=8, contention=1.1, seed=5))
     for spread, kappa in ((0, 2.0), (1, 0.5), (7, 1.0), (1, 2.0)):
-        params = SolveParams(kappa=kappa, spread_penalty=spread)
+        params = hand_params(kappa=kappa, spread_penalty=spread)
         plan = solve(problem, params)
         assert plan.objective == paid_lp_objective(problem, params)
         assert (plan.demand_delivered + plan.demand_under == problem.demand_points).all()
