@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv protos check-protos demo serve test lint fmt bench clean
+.PHONY: help venv protos check-protos demo serve test lint interop fmt bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -33,10 +33,15 @@ serve: $(STAMP) ## run the server in the foreground (embedded Redis unless ALLOC
 test: $(STAMP) ## run the unit and integration tests
 	$(PY) -m pytest -q
 
-lint: $(STAMP) ## ruff and mypy on hand-written code
+lint: $(STAMP) ## ruff and mypy on hand-written code, buf lint on protos/ (buf.yaml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy allocator clients/allocator_client bench
+	clients/node/install.sh
+	clients/node/node_modules/.bin/buf lint
+
+interop: $(STAMP) ## the Node.js client (clients/node) against a real server, every RPC of the flow
+	PYTHON_BIN=$(PY) clients/node/run-interop.sh
 
 fmt: $(STAMP) ## format and autofix
 	$(VENV)/bin/ruff format .
@@ -46,4 +51,4 @@ bench: $(STAMP) ## the solve benchmark on a 1M-arc instance (prints JSON)
 	$(PY) -m bench.solve --merchants 20000 --nodes 5000 --arcs-per-merchant 50 --contention 0.9 --seed 1 --json
 
 clean: ## remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-out var
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-out var clients/node/node_modules
