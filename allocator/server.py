@@ -11,8 +11,10 @@ import logging
 import signal
 import sys
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import redis
@@ -21,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from allocator import logs
 from allocator.domain import SolveParams
+from allocator.metrics import Metrics, MetricsInterceptor
 from allocator.planner import Planner
 from allocator.rules import load_rules
 from allocator.service.servicer import AllocatorServicer
@@ -47,6 +50,9 @@ class App:
     health: health.HealthServicer
     redis: redis.Redis
     embedded: EmbeddedRedis | None = None
+    metrics: Metrics | None = None
+    metrics_server: Any = None
+    metrics_port: int | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _monitor: threading.Thread | None = None
 
@@ -54,15 +60,20 @@ class App:
         status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)
+        if self.metrics is not None:
+            self.metrics.serving.set(1 if ok else 0)
 
     def watch_redis(self, interval_s: float = 1.0) -> None:
         """Follow Redis in health: SERVING while it answers PING, NOT_SERVING while it does not."""
         last: bool | None = None
         while not self._stopping.is_set():
+            start = time.perf_counter()
             try:
                 ok = bool(self.redis.ping())
             except redis.exceptions.RedisError:
                 ok = False
+            if ok and self.metrics is not None:
+                self.metrics.redis_ping_seconds.observe(time.perf_counter() - start)
             if ok != last and not self._stopping.is_set():
                 self.serving(ok)
                 if last is not None:
@@ -80,6 +91,9 @@ class App:
         if self._monitor is not None:
             self._monitor.join(timeout=5)
         self.redis.close()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
         if self.embedded is not None:
             self.embedded.stop()
         logger.info("server stopped")
@@ -103,15 +117,21 @@ def start_app(settings: Settings) -> App:
     records = RecordStore(client, keys, settings.request_ttl_s)
     plans = PlanStore(client, keys, records.writer, settings.plan_ttl_s)
     params = SolveParams(time_limit_s=settings.solve_time_limit_s)
-    planner = Planner(records, plans, rules, params, validate=settings.validate_plans)
+    metrics = Metrics()
+    planner = Planner(records, plans, rules, params, validate=settings.validate_plans, observers=[metrics])
     servicer = AllocatorServicer(records, planner, rules, keys, Limits())
+    servicer.on_redis_error = metrics.redis_error
 
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.workers), options=options)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.workers),
+        options=options,
+        interceptors=[MetricsInterceptor(metrics)],
+    )
     allocator_pb2_grpc.add_AllocatorServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -126,14 +146,28 @@ def start_app(settings: Settings) -> App:
             embedded.stop()
         raise SystemExit(f"cannot listen on {settings.listen}: {exc}") from exc
     app = App(
-        settings=settings, server=server, port=port, health=health_servicer, redis=client, embedded=embedded
+        settings=settings,
+        server=server,
+        port=port,
+        health=health_servicer,
+        redis=client,
+        embedded=embedded,
+        metrics=metrics,
     )
+    if settings.metrics_listen:
+        app.metrics_server, app.metrics_port = metrics.serve(settings.metrics_listen)
     app.serving(False)
     server.start()
     app._monitor = threading.Thread(target=app.watch_redis, name="redis-health", daemon=True)
     app._monitor.start()
     logger.info(
-        "listening", extra={"listen": settings.listen, "port": port, "redis": "embedded" if embedded else url}
+        "listening",
+        extra={
+            "listen": settings.listen,
+            "port": port,
+            "redis": "embedded" if embedded else url,
+            "metrics_port": app.metrics_port,
+        },
     )
     return app
 

@@ -30,6 +30,7 @@ class Settings:
     redis_appendfsync: str = "everysec"  # embedded Redis only: always | everysec | no
     max_message_bytes: int = 64 * 1024 * 1024
     port_file: pathlib.Path | None = None  # write the bound port here once serving (port 0 in tests)
+    metrics_listen: str | None = None  # host:port of Prometheus /metrics; None: no metrics endpoint
 
     @classmethod
     def load(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +66,7 @@ class Settings:
             default=env.get("ALLOCATOR_REDIS_APPENDFSYNC", cls.redis_appendfsync),
         )
         p.add_argument("--port-file", type=pathlib.Path, default=None)
+        p.add_argument("--metrics-listen", default=env.get("ALLOCATOR_METRICS_LISTEN") or None)
         a = p.parse_args(argv)
         return cls(
             listen=a.listen,
@@ -79,6 +81,7 @@ class Settings:
             validate_plans=a.validate_plans,
             redis_appendfsync=a.redis_appendfsync,
             port_file=a.port_file,
+            metrics_listen=a.metrics_listen,
             request_ttl_s=int(env.get("ALLOCATOR_REQUEST_TTL_SECONDS", cls.request_ttl_s)),
             plan_ttl_s=int(env.get("ALLOCATOR_PLAN_TTL_SECONDS", cls.plan_ttl_s)),
             shutdown_grace_s=float(env.get("ALLOCATOR_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_s)),

@@ -49,6 +49,7 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
         self, records: RecordStore, planner: Planner, rules: Rules, keys: Keys, limits: v.Limits
     ) -> None:
         self.records, self.planner, self.rules, self.keys, self.limits = records, planner, rules, keys, limits
+        self.on_redis_error: Callable[[str], None] | None = None  # metrics hook, set by the server
 
     # ---- inventory ---------------------------------------------------------------------------
 

@@ -67,13 +67,16 @@ def rpc_boundary(method: F) -> F:
                 )
             )
         except redis.exceptions.BusyLoadingError as exc:  # a ConnectionError subclass: test it first
+            _count(self, "loading")
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the store (Redis) is loading its data: {exc}; retry")
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            _count(self, "unreachable")
             logger.warning("redis unavailable in %s: %s", method.__name__, exc)
             context.abort(
                 grpc.StatusCode.UNAVAILABLE, f"the store (Redis) is unreachable: {exc}; retry later"
             )
         except redis.exceptions.RedisError as exc:  # e.g. out of memory, a read-only replica
+            _count(self, "refused")
             logger.error("redis refused %s: %s", method.__name__, exc)
             context.abort(grpc.StatusCode.UNAVAILABLE, f"the store (Redis) refused the operation: {exc}")
         except (
@@ -86,3 +89,10 @@ def rpc_boundary(method: F) -> F:
         raise AssertionError("unreachable")  # abort raises
 
     return wrapper  # type: ignore[return-value]
+
+
+def _count(servicer: Any, kind: str) -> None:
+    """Tell the servicer's metrics (if any) that Redis failed this way."""
+    hook = getattr(servicer, "on_redis_error", None)
+    if hook is not None:
+        hook(kind)
