@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from allocator_client import render
 from allocator_client.cli_common import CliState, connect, console, report_error, state, tomorrow
+from allocator_client.cli_explain import availability
 from allocator_client.cli_inputs import eligibility_app, inventory_app, read_json, redemption_app
 from allocator_client.cli_plans import allocation_app, plan_app, rules, solve
 from allocator_client.cli_report import report
@@ -52,6 +53,7 @@ app.add_typer(allocation_app, name="allocation")
 app.command("solve")(solve)
 app.command("rules")(rules)
 app.command("report")(report)
+app.command("availability")(availability)
 
 
 @app.callback()

@@ -151,3 +151,37 @@ def test_unreachable_server_exits_5() -> None:
     result = CliRunner().invoke(app, ["--target", "127.0.0.1:1", "--timeout", "5", "rules"])
     assert result.exit_code == 5
     assert "UNAVAILABLE" in result.stderr
+
+
+def test_explain_and_availability(target: str, client: AllocatorClient) -> None:
+    from tests.integration.helpers import HOME, inventory, redemption
+    from trafficalloc.v1 import allocator_pb2 as pb
+
+    client.publish_inventory(inventory(date=DATE, capacity=1_000))  # HOME north: 24 x 45 paid points
+    client.record_redemption(redemption("r-big", "m-big", 2_000, channels=(HOME,)))
+    client.solve(pb.SolveRequest(start_date=DATE))
+
+    why = ok_json(cli(target, "allocation", "explain", "m-big", "--date", DATE))
+    (first,) = why["redemptions"]
+    assert first["points_under_delivered"] == "920"  # int64 is a JSON string
+    assert first["reasons"][0]["kind"] == "REASON_KIND_SUPPLY_SATURATED"
+    table = cli(target, "allocation", "explain", "m-big", "--date", DATE, json_output=False)
+    assert table.exit_code == 0 and "SUPPLY_SATURATED" in table.stdout and "Full nodes" in table.stdout
+
+    args = [
+        "availability",
+        "--program",
+        "star",
+        "--channel",
+        "home,payment",
+        "--region",
+        "north",
+        "--start",
+        DATE,
+    ]
+    room = ok_json(cli(target, *args))
+    assert room["points_available"] == str(24 * 42)  # HOME north is full; PAY north has 24 x 42 points
+    assert cli(target, "allocation", "explain", "ghost", "--date", DATE).exit_code == 3
+    bad = cli(target, "availability", "--program", "luoma", "--channel", "search", "--region", "north",
+              "--start", DATE)  # fmt: skip
+    assert bad.exit_code == 4 and "channels[0]" in bad.stderr
