@@ -278,12 +278,7 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
     def ExplainAllocation(
         self, request: pb.ExplainAllocationRequest, context: Ctx
     ) -> pb.ExplainAllocationResponse:
-        c = v.Checker(self.limits)
-        c.ident("merchant_id", request.merchant_id)
-        date = c.date("date", request.date)
-        c.ident("plan_id", request.plan_id, required=False)
-        c.raise_if_any("explanation request")
-        assert date is not None
+        date = v.check_merchant_query(request.merchant_id, request.date, request.plan_id, self.limits)
         plan_id, view = self._plan_for(request.plan_id, date, request.merchant_id)
         day = date.toordinal()
         ids = [str(view.s.demand_redemption[d]) for d in view.demands_on(request.merchant_id, day)]
@@ -425,12 +420,7 @@ class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
     def GetMerchantAllocation(
         self, request: pb.GetMerchantAllocationRequest, context: Ctx
     ) -> pb.GetMerchantAllocationResponse:
-        c = v.Checker(self.limits)
-        c.ident("merchant_id", request.merchant_id)
-        date = c.date("date", request.date)
-        c.ident("plan_id", request.plan_id, required=False)
-        c.raise_if_any("allocation query")
-        assert date is not None
+        date = v.check_merchant_query(request.merchant_id, request.date, request.plan_id, self.limits)
         plan_id, view = self._plan_for(request.plan_id, date, request.merchant_id)
         day = view.merchant_day(request.merchant_id, date)
         paid = [_cell(x) for x in day.paid]

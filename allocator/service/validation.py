@@ -287,3 +287,14 @@ def check_availability(req: pb.CheckAvailabilityRequest, rules: Rules, limits: L
     c.raise_if_any("availability check")
     start, end = parse_date(req.flight_start_date), parse_date(req.flight_end_date)
     return tuple(start + dt.timedelta(days=i) for i in range((end - start).days + 1))
+
+
+def check_merchant_query(merchant_id: str, date: str, plan_id: str, limits: Limits) -> dt.date:
+    """A merchant, a date and an optional plan id (allocation and explanation queries)."""
+    c = Checker(limits)
+    c.ident("merchant_id", merchant_id)
+    parsed = c.date("date", date)
+    c.ident("plan_id", plan_id, required=False)
+    c.raise_if_any("merchant query")
+    assert parsed is not None
+    return parsed
