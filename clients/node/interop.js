@@ -336,6 +336,25 @@ class Flow {
     const paid = report.nodes.reduce((sum, n) => sum + int(n.paid_impressions), 0);
     this.log("GetPlanReport", `plan=${planB} nodes=${report.nodes.length} paid=${paid} free_shares=${report.free_shares.length}`);
 
+    // ExplainAllocation: m-star was delivered in full on the active plan
+    const why = await this.unary("ExplainAllocation", { merchant_id: "m-star", date: DATE });
+    expectEq(why.redemptions.length, 1, "ExplainAllocation redemptions");
+    expectEq(why.redemptions[0].reasons[0].kind, "REASON_KIND_DELIVERED_IN_FULL", "ExplainAllocation reason");
+    this.log("ExplainAllocation", `m-star ${why.redemptions[0].reasons[0].kind} binding=${why.binding_nodes.length}`);
+
+    // CheckAvailability: room left for one more Star Plan redemption on HOME north
+    const room = await this.unary("CheckAvailability", {
+      program: "PROGRAM_STAR_PLAN",
+      channels: [HOME],
+      regions: ["north"],
+      flight_start_date: DATE,
+      flight_end_date: DATE,
+    });
+    expectEq(room.days.length, 1, "CheckAvailability days");
+    expect(int(room.points_available) > 0, "CheckAvailability quotes room on a half-empty day");
+    expectEq(int(room.points_available), int(room.days[0].points), "CheckAvailability one day bounds the flight");
+    this.log("CheckAvailability", `points_available=${room.points_available}`);
+
     // CancelRedemption
     const cancelled = await this.unary("CancelRedemption", { request_id: "node-c-1", redemption_id: luomaId });
     expectEq(cancelled.redemption.redemption_id, luomaId, "CancelRedemption id");

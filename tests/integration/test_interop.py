@@ -34,6 +34,8 @@ CALLS = [
     "ListRedemptions",  # page 2
     "SolveStream",
     "GetPlanReport",
+    "ExplainAllocation",
+    "CheckAvailability",
     "CancelRedemption",
     "ActivatePlan",
 ]
