@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv protos check-protos demo serve test lint interop fmt bench clean
+.PHONY: help venv protos check-protos demo serve test test-cluster lint interop fmt bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ serve: $(STAMP) ## run the server in the foreground (embedded Redis unless ALLOC
 
 test: $(STAMP) ## run the unit and integration tests
 	$(PY) -m pytest -q
+
+test-cluster: $(STAMP) ## the integration tests on a local 3-master Redis Cluster (scripts/redis_cluster.py)
+	$(PY) scripts/redis_cluster.py --masters 3 -- $(PY) -m pytest -q tests/integration tests/unit/test_cluster_slots.py
 
 lint: $(STAMP) ## ruff and mypy on hand-written code, buf lint on protos/ (buf.yaml)
 	$(VENV)/bin/ruff check .

@@ -66,8 +66,17 @@ class Metrics:
         )
         self.degraded_answers = Counter(
             "allocator_degraded_answers",
-            "Answers served from the last known plan while Redis was unreachable (0 until the serving "
-            "path, PickMerchants, exists)",
+            "PickMerchants answers served from the last known plan while Redis was unreachable",
+            registry=r,
+        )
+        self.serving_degraded = Gauge(
+            "allocator_serving_degraded",
+            "1 while PickMerchants answers from memory (Redis unreachable)",
+            registry=r,
+        )
+        self.serving_pending = Gauge(
+            "allocator_serving_pending_impressions",
+            "Impressions served from memory and not yet counted in Redis (flushed when it is back)",
             registry=r,
         )
         self.channel_fill = Gauge(

@@ -216,7 +216,7 @@ class Planner:
             assert_plan_feasible(inputs, problem, plan)
         stored = build_stored_plan(inputs, problem, plan)
         figures = plan_figures(problem, plan)
-        summary = _summary_pb(plan_id, raw.dates, plan, figures)
+        summary = summary_pb(plan_id, raw.dates, plan, figures)
         logger.info(
             "solved plan %s: status=%s demands=%d nodes=%d arcs=%d solve=%.3fs",
             plan_id,
@@ -259,6 +259,11 @@ class Planner:
             eligibility=tuple(e for e in eligs if e.valid_from <= last and e.valid_to >= first),
             rules=self.rules,
         )
+
+    def current_inputs(self, dates: tuple[dt.date, ...]) -> tuple[RawInputs, ProblemInputs]:
+        """The stored inputs of `dates` now, records included, and the problem inputs they make."""
+        raw = self._with_records(self._read_inputs(dates))
+        return raw, self.problem_inputs(raw)
 
     # ---- availability --------------------------------------------------------------------------
 
@@ -369,7 +374,7 @@ def _with_flag(summary: pb.PlanSummary, **flags: bool) -> pb.PlanSummary:
     return out
 
 
-def _summary_pb(plan_id: str, dates: tuple[dt.date, ...], plan: Plan, figures: PlanFigures) -> pb.PlanSummary:
+def summary_pb(plan_id: str, dates: tuple[dt.date, ...], plan: Plan, figures: PlanFigures) -> pb.PlanSummary:
     created = timestamp_pb2.Timestamp()
     created.GetCurrentTime()
     return pb.PlanSummary(

@@ -21,23 +21,32 @@ import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from allocator import logs
+from allocator import access, logs
 from allocator.domain import SolveParams
 from allocator.metrics import Metrics, MetricsInterceptor
 from allocator.planner import Planner
 from allocator.rules import load_rules
 from allocator.service.servicer import AllocatorServicer
+from allocator.service.status import DecodeErrorInterceptor
 from allocator.service.validation import Limits
+from allocator.serving.engine import ServingConfig, ServingEngine
+from allocator.serving.replanner import Replanner
 from allocator.settings import Settings
+from allocator.store.connect import RedisClient, connect, ping
 from allocator.store.embedded import EmbeddedRedis
 from allocator.store.keys import Keys
 from allocator.store.plans import PlanStore
 from allocator.store.records import RecordStore
+from allocator.store.serving import ServingStore
 from trafficalloc.v1 import allocator_pb2, allocator_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = allocator_pb2.DESCRIPTOR.services_by_name["AllocatorService"].full_name
+# Health of the hot path alone: SERVING while Redis answers, and while PickMerchants may still answer
+# from memory (degraded) after Redis went away; NOT_SERVING after that bound.
+SERVING_HEALTH_NAME = f"{SERVICE_NAME}/PickMerchants"
+COUNTER_TTL_S = 3 * 24 * 3600  # serving counters outlive their date by this much after the last write
 
 
 @dataclass
@@ -48,13 +57,15 @@ class App:
     server: grpc.Server
     port: int
     health: health.HealthServicer
-    redis: redis.Redis
+    redis: RedisClient
     embedded: EmbeddedRedis | None = None
     metrics: Metrics | None = None
     metrics_server: Any = None
     metrics_port: int | None = None
+    engine: ServingEngine | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _monitor: threading.Thread | None = None
+    ready: threading.Event = field(default_factory=threading.Event)  # set at the first SERVING
 
     def serving(self, ok: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -62,6 +73,8 @@ class App:
             self.health.set(name, status)
         if self.metrics is not None:
             self.metrics.serving.set(1 if ok else 0)
+        if ok:
+            self.ready.set()
 
     def watch_redis(self, interval_s: float = 1.0) -> None:
         """Follow Redis in health: SERVING while it answers PING, NOT_SERVING while it does not."""
@@ -69,8 +82,12 @@ class App:
         while not self._stopping.is_set():
             start = time.perf_counter()
             try:
-                ok = bool(self.redis.ping())
-            except redis.exceptions.RedisError:
+                ok = ping(self.redis)  # a cluster: every primary
+            except redis.exceptions.AuthenticationError as exc:  # the message never holds the password
+                ok = False
+                if last is None or last:
+                    logger.error("redis refused the credentials of the configured URL: %s", exc)
+            except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
                 ok = False
             if ok and self.metrics is not None:
                 self.metrics.redis_ping_seconds.observe(time.perf_counter() - start)
@@ -79,7 +96,21 @@ class App:
                 if last is not None:
                     logger.warning("redis %s", "is back" if ok else "is unreachable")
                 last = ok
+            if ok and self.engine is not None and self.engine.pending():
+                self.engine.reconcile()  # count what was served from memory, exactly once
+            self._serving_health(ok)
             self._stopping.wait(interval_s)
+
+    def _serving_health(self, redis_ok: bool) -> None:
+        engine = self.engine
+        if engine is None or self._stopping.is_set():
+            return
+        ok = redis_ok or engine.degraded_for() <= engine.config.degraded_max_s
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        self.health.set(SERVING_HEALTH_NAME, status)
+        if self.metrics is not None:
+            self.metrics.serving_degraded.set(0 if redis_ok else 1)
+            self.metrics.serving_pending.set(engine.pending())
 
     def stop(self, grace_s: float | None = None) -> None:
         if self._stopping.is_set():
@@ -105,14 +136,30 @@ class App:
 def start_app(settings: Settings) -> App:
     """Start Redis (if embedded), build the server on settings.listen, and begin serving."""
     rules = load_rules(settings.rules_file)
+    try:  # before anything starts: a bad access, TLS or Redis TLS setting stops the start with a message
+        policy = (
+            access.AccessPolicy.load(
+                settings.access_file,
+                open_health=settings.auth_open_health,
+                open_reflection=settings.auth_open_health,
+            )
+            if settings.access_file is not None
+            else None
+        )
+        credentials = access.server_credentials(
+            settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
+        )
+        redis_url = settings.redis_url and access.redis_url_with_tls(
+            settings.redis_url, settings.redis_ca_file, settings.redis_cert_file, settings.redis_key_file
+        )
+    except access.AccessConfigError as exc:
+        raise SystemExit(str(exc)) from None
     embedded = None
-    url = settings.redis_url
+    url = redis_url
     if url is None:
         embedded = EmbeddedRedis(settings.data_dir, appendfsync=settings.redis_appendfsync).start()
         url = embedded.url
-    client = redis.Redis.from_url(
-        url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=10
-    )
+    client = connect(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=10)
     keys = Keys(settings.key_prefix)
     records = RecordStore(client, keys, settings.request_ttl_s)
     plans = PlanStore(client, keys, records.writer, settings.plan_ttl_s)
@@ -121,6 +168,22 @@ def start_app(settings: Settings) -> App:
     planner = Planner(records, plans, rules, params, validate=settings.validate_plans, observers=[metrics])
     servicer = AllocatorServicer(records, planner, rules, keys, Limits())
     servicer.on_redis_error = metrics.redis_error
+    serving_store = ServingStore(
+        client, keys, request_ttl_s=settings.serving_request_ttl_s, counter_ttl_s=COUNTER_TTL_S
+    )
+    engine = ServingEngine(
+        serving_store,
+        planner,
+        ServingConfig(
+            timezone=settings.timezone,
+            plan_refresh_s=settings.serving_plan_refresh_s,
+            degraded_max_s=settings.serving_degraded_max_s,
+            degraded_share=settings.serving_degraded_share,
+        ),
+        on_degraded=metrics.degraded_answers.inc,
+    )
+    servicer.engine, servicer.serving_store = engine, serving_store
+    servicer.replanner = Replanner(planner, serving_store, engine, keys, validate=settings.validate_plans)
 
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -130,7 +193,13 @@ def start_app(settings: Settings) -> App:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.workers),
         options=options,
-        interceptors=[MetricsInterceptor(metrics)],
+        # metrics outermost, so calls the access check refuses are counted with their code
+        # metrics outermost (it sees every final status), then access, then undecodable requests
+        interceptors=[
+            MetricsInterceptor(metrics),
+            *([access.AccessInterceptor(policy)] if policy else []),
+            DecodeErrorInterceptor(),
+        ],
     )
     allocator_pb2_grpc.add_AllocatorServiceServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
@@ -140,7 +209,10 @@ def start_app(settings: Settings) -> App:
         server,
     )
     try:
-        port = server.add_insecure_port(settings.listen)
+        if credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, credentials)
     except RuntimeError as exc:
         if embedded:
             embedded.stop()
@@ -153,6 +225,7 @@ def start_app(settings: Settings) -> App:
         redis=client,
         embedded=embedded,
         metrics=metrics,
+        engine=engine,
     )
     if settings.metrics_listen:
         app.metrics_server, app.metrics_port = metrics.serve(settings.metrics_listen)
@@ -165,7 +238,9 @@ def start_app(settings: Settings) -> App:
         extra={
             "listen": settings.listen,
             "port": port,
-            "redis": "embedded" if embedded else url,
+            "redis": "embedded" if embedded else access.mask_url(url),
+            "tls": "mutual" if settings.tls_client_ca_file else "on" if credentials else "off",
+            "auth": "on" if policy else "off",
             "metrics_port": app.metrics_port,
         },
     )
@@ -197,15 +272,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _wait_serving(app: App, timeout_s: float = 30.0) -> None:
-    """Block until the health monitor has seen Redis answer (the port file means "ready")."""
-    channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
-    stub = health_pb2_grpc.HealthStub(channel)
-    try:
-        for reply in stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=timeout_s):
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-    finally:
-        channel.close()
+    """Block until the health monitor has seen Redis answer (the port file means "ready").
+
+    Reads the health state in process, not over a channel: that works with TLS, mutual TLS and tokens.
+    """
+    if not app.ready.wait(timeout_s):
+        app.stop(0)
+        raise SystemExit(f"not serving after {timeout_s:g}s: Redis did not answer (see the log above)")
 
 
 if __name__ == "__main__":

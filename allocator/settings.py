@@ -31,6 +31,20 @@ class Settings:
     max_message_bytes: int = 64 * 1024 * 1024
     port_file: pathlib.Path | None = None  # write the bound port here once serving (port 0 in tests)
     metrics_listen: str | None = None  # host:port of Prometheus /metrics; None: no metrics endpoint
+    timezone: str = "UTC"  # the time zone of plan dates and hour windows (PickMerchants, Replan)
+    serving_degraded_max_s: float = 300.0  # PickMerchants answers from memory this long without Redis
+    serving_degraded_share: float = 0.5  # share of a line's remaining plan one replica shows degraded
+    serving_plan_refresh_s: float = 1.0  # a replica picks up a newly activated plan within this time
+    serving_request_ttl_s: int = 600  # how long a pick's or delivery report's request id is remembered
+    # Access (allocator/access.py, docs/operations.md "Access and TLS")
+    tls_cert_file: pathlib.Path | None = None  # PEM certificate chain; with tls_key_file: serve TLS only
+    tls_key_file: pathlib.Path | None = None
+    tls_client_ca_file: pathlib.Path | None = None  # set: mutual TLS, clients need a cert signed by it
+    access_file: pathlib.Path | None = None  # bearer tokens and their roles; None: no authentication
+    auth_open_health: bool = True  # with an access file: health and reflection answer without a token
+    redis_ca_file: pathlib.Path | None = None  # rediss:// only: CA that signed Redis's certificate
+    redis_cert_file: pathlib.Path | None = None  # rediss:// only: client certificate for Redis mutual TLS
+    redis_key_file: pathlib.Path | None = None
 
     @classmethod
     def load(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +81,20 @@ class Settings:
         )
         p.add_argument("--port-file", type=pathlib.Path, default=None)
         p.add_argument("--metrics-listen", default=env.get("ALLOCATOR_METRICS_LISTEN") or None)
+        p.add_argument("--tls-cert", type=pathlib.Path, default=_path(env.get("ALLOCATOR_TLS_CERT_FILE")))
+        p.add_argument("--tls-key", type=pathlib.Path, default=_path(env.get("ALLOCATOR_TLS_KEY_FILE")))
+        p.add_argument(
+            "--tls-client-ca", type=pathlib.Path, default=_path(env.get("ALLOCATOR_TLS_CLIENT_CA_FILE"))
+        )
+        p.add_argument("--access-file", type=pathlib.Path, default=_path(env.get("ALLOCATOR_ACCESS_FILE")))
+        p.add_argument(
+            "--auth-open-health",
+            action=argparse.BooleanOptionalAction,
+            default=env.get("ALLOCATOR_AUTH_OPEN_HEALTH", "true").lower() not in ("0", "false", "no"),
+        )
+        p.add_argument("--redis-ca", type=pathlib.Path, default=_path(env.get("ALLOCATOR_REDIS_CA_FILE")))
+        p.add_argument("--redis-cert", type=pathlib.Path, default=_path(env.get("ALLOCATOR_REDIS_CERT_FILE")))
+        p.add_argument("--redis-key", type=pathlib.Path, default=_path(env.get("ALLOCATOR_REDIS_KEY_FILE")))
         a = p.parse_args(argv)
         return cls(
             listen=a.listen,
@@ -82,9 +110,30 @@ class Settings:
             redis_appendfsync=a.redis_appendfsync,
             port_file=a.port_file,
             metrics_listen=a.metrics_listen,
+            tls_cert_file=a.tls_cert,
+            tls_key_file=a.tls_key,
+            tls_client_ca_file=a.tls_client_ca,
+            access_file=a.access_file,
+            auth_open_health=a.auth_open_health,
+            redis_ca_file=a.redis_ca,
+            redis_cert_file=a.redis_cert,
+            redis_key_file=a.redis_key,
             request_ttl_s=int(env.get("ALLOCATOR_REQUEST_TTL_SECONDS", cls.request_ttl_s)),
             plan_ttl_s=int(env.get("ALLOCATOR_PLAN_TTL_SECONDS", cls.plan_ttl_s)),
             shutdown_grace_s=float(env.get("ALLOCATOR_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_s)),
+            timezone=env.get("ALLOCATOR_TIMEZONE", cls.timezone),
+            serving_degraded_max_s=float(
+                env.get("ALLOCATOR_SERVING_DEGRADED_MAX_SECONDS", cls.serving_degraded_max_s)
+            ),
+            serving_degraded_share=float(
+                env.get("ALLOCATOR_SERVING_DEGRADED_SHARE", cls.serving_degraded_share)
+            ),
+            serving_plan_refresh_s=float(
+                env.get("ALLOCATOR_SERVING_PLAN_REFRESH_SECONDS", cls.serving_plan_refresh_s)
+            ),
+            serving_request_ttl_s=int(
+                env.get("ALLOCATOR_SERVING_REQUEST_TTL_SECONDS", cls.serving_request_ttl_s)
+            ),
         )
 
 

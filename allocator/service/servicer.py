@@ -26,6 +26,7 @@ from allocator.explain import explain
 from allocator.plan_codec import Cell, PlanView
 from allocator.planner import Planner, SolveOutcome
 from allocator.service import validation as v
+from allocator.service.serving_rpcs import ServingRpcs
 from allocator.service.status import rpc_boundary
 from allocator.store.keys import Keys
 from allocator.store.records import RecordStore
@@ -44,7 +45,7 @@ def content_digest(request: Message) -> str:
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
-class AllocatorServicer(pb_grpc.AllocatorServiceServicer):
+class AllocatorServicer(ServingRpcs, pb_grpc.AllocatorServiceServicer):
     def __init__(
         self, records: RecordStore, planner: Planner, rules: Rules, keys: Keys, limits: v.Limits
     ) -> None:

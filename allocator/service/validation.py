@@ -6,8 +6,10 @@ Nothing is written before validation passes, so a rejected call changes nothing.
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -15,6 +17,13 @@ from allocator.convert import parse_date
 from allocator.domain import Channel, Program, Rules
 from allocator.errors import InvalidArgument
 from trafficalloc.v1 import allocator_pb2 as pb
+
+# Exactly YYYY-MM-DD in ASCII digits: date.fromisoformat alone also takes "2026-W49-2" and "20261201".
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+# The alphabet of the tokens make_page_token issues (URL-safe base64 without padding).
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
+# An offset in a page token: ASCII digits only (str.isdigit also takes "²" and "٣"), bounded.
+_OFFSET = re.compile(r"[0-9]{1,18}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,8 @@ class Checker:
 
     def date(self, path: str, value: str) -> dt.date | None:
         try:
+            if not _DATE.fullmatch(value):
+                raise ValueError(value)
             return parse_date(value)
         except ValueError:
             self.add(path, f"must be a date in YYYY-MM-DD form, got {value[:40]!r}")
@@ -132,24 +143,36 @@ class Checker:
         return value or self.limits.default_page_size
 
     def page_token(self, path: str, token: str) -> str:
+        """The cursor of a token make_page_token issued: an id or an offset (printable, no whitespace)."""
         if not token:
             return ""
-        try:
-            decoded = base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)).decode()
-        except (ValueError, UnicodeDecodeError):
-            decoded = ""
-        if not decoded.startswith("c:"):
+        decoded = ""
+        if len(token) <= 8 * self.limits.max_id_len and _TOKEN.fullmatch(token):
+            try:
+                decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            except (binascii.Error, ValueError, UnicodeDecodeError):
+                decoded = ""
+        cursor = decoded[2:]
+        if not decoded.startswith("c:") or (
+            cursor
+            and (
+                len(cursor) > self.limits.max_id_len
+                or not cursor.isprintable()
+                or any(ch.isspace() for ch in cursor)
+            )
+        ):
             self.add(path, "is not a token this service issued")
             return ""
-        return decoded[2:]
+        return cursor
 
 
 def offset_token(c: Checker, path: str, token: str) -> int:
     """A page token that carries a position in a fixed list (inventory nodes, node entries)."""
     cursor = c.page_token(path, token)
-    if cursor and not cursor.isdigit():
+    if cursor and not _OFFSET.fullmatch(cursor):
         c.add(path, "is not a token of this list")
-    return int(cursor) if cursor.isdigit() else 0
+        return 0
+    return int(cursor) if cursor else 0
 
 
 def make_page_token(cursor: str) -> str:
@@ -237,6 +260,8 @@ def check_eligibility(req: pb.SetEligibilityRequest, limits: Limits) -> None:
             e.valid_to_date,
             limits.max_flight_days,
         )
+        if len(set(e.channels)) != len(e.channels):
+            c.add(f"{p}.channels", "must not repeat a channel")
         for j, ch in enumerate(e.channels):
             c.channel(f"{p}.channels[{j}]", ch)
     c.raise_if_any("eligibility")

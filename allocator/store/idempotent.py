@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-import redis
+from allocator.store.connect import RedisClient
 
 DIGEST_LEN = 64  # hex sha256
 
@@ -57,7 +57,7 @@ class CommitResult:
 
 
 class IdempotentWriter:
-    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+    def __init__(self, client: RedisClient, ttl_seconds: int) -> None:
         self._client = client
         self._ttl = ttl_seconds
         self._script = client.register_script(_COMMIT_LUA)

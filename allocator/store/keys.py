@@ -74,3 +74,25 @@ class Keys:
 
     def activation_request(self, request_id: str) -> str:
         return f"{self.base}:{{active}}:req:{request_id}"
+
+    # Serving counters of one date: every key a pick, a delivery report or a re-plan's snapshot touches
+    # shares the date's tag, so one script changes them atomically (one slot under Redis Cluster).
+    def serving_node(self, date: str, channel: int, hour: int, region: str) -> str:
+        """Impressions delivered on one supply node, a field per line ("p:<redemption>", "f:<merchant>")
+        plus "_n", the node's total."""
+        return f"{self.base}:{{srv:{date}}}:node:{channel}:{hour}:{region}"
+
+    def serving_budget(self, date: str) -> str:
+        """Delivered per line over the whole date: millipoints of paid lines, impressions of free ones."""
+        return f"{self.base}:{{srv:{date}}}:budget"
+
+    def serving_request(self, date: str, request_id: str) -> str:
+        """The stored answer of a pick or a delivery report (request ids scoped to the date)."""
+        return f"{self.base}:{{srv:{date}}}:req:{request_id}"
+
+    def serving_flush(self, date: str, flush_id: str) -> str:
+        """Marks a flush of counts taken while Redis was unreachable as applied (exactly once)."""
+        return f"{self.base}:{{srv:{date}}}:flush:{flush_id}"
+
+    def replan_request(self, request_id: str) -> str:
+        return f"{self.base}:{{active}}:replan:{request_id}"

@@ -11,6 +11,7 @@ from typing import cast
 
 import redis
 
+from allocator.store.connect import RedisClient
 from allocator.store.idempotent import CommitResult, IdempotentWriter, Op
 from allocator.store.keys import Keys
 
@@ -21,11 +22,16 @@ _EXTEND_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+# Take over a lock that still holds a token this process could not release (see `unlock`).
+_TAKEOVER_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return false
+"""
 
 
 class PlanStore:
     def __init__(
-        self, client: redis.Redis, keys: Keys, writer: IdempotentWriter, plan_ttl_seconds: int
+        self, client: RedisClient, keys: Keys, writer: IdempotentWriter, plan_ttl_seconds: int
     ) -> None:
         self._r = client
         self._k = keys
@@ -33,6 +39,11 @@ class PlanStore:
         self._ttl = plan_ttl_seconds
         self._release = client.register_script(_RELEASE_LUA)
         self._extend = client.register_script(_EXTEND_LUA)
+        self._takeover = client.register_script(_TAKEOVER_LUA)
+        # plan id -> token of a lock this process took but could not release (Redis was unreachable
+        # when its solve ended). Its solve is over, so the next solve of that plan here may take it
+        # over instead of waiting up to a whole lease for it to lapse.
+        self._stale: dict[str, str] = {}
 
     def save(self, plan_id: str, summary: bytes, data: bytes) -> None:
         """Data first, then the summary: a summary's presence means the plan is complete."""
@@ -78,10 +89,22 @@ class PlanStore:
 
     def try_lock(self, plan_id: str, ttl_ms: int) -> str | None:
         token = uuid.uuid4().hex
-        return token if self._r.set(self._k.plan_lock(plan_id), token, nx=True, px=ttl_ms) else None
+        key = self._k.plan_lock(plan_id)
+        if self._r.set(key, token, nx=True, px=ttl_ms):
+            return token
+        stale = self._stale.get(plan_id)
+        if stale is not None and self._takeover(keys=[key], args=[stale, token, ttl_ms]):
+            self._stale.pop(plan_id, None)
+            return token
+        return None
 
     def unlock(self, plan_id: str, token: str) -> None:
-        self._release(keys=[self._k.plan_lock(plan_id)], args=[token])
+        try:
+            self._release(keys=[self._k.plan_lock(plan_id)], args=[token])
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
+            self._stale[plan_id] = token  # the lock may have survived in Redis (AOF): ours to take over
+            raise
+        self._stale.pop(plan_id, None)
 
     @contextlib.contextmanager
     def lease(self, plan_id: str, token: str, ttl_ms: int) -> Iterator[None]:
@@ -96,7 +119,8 @@ class PlanStore:
             while not stop.wait(ttl_ms / 3000):
                 try:
                     self._extend(keys=[self._k.plan_lock(plan_id)], args=[token, ttl_ms])
-                except redis.exceptions.RedisError as exc:  # the solve goes on; the lock may lapse
+                except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+                    # the solve goes on; the lock may lapse
                     logger.warning("could not renew the solve lock of %s: %s", plan_id, exc)
 
         thread = threading.Thread(target=renew, name=f"lease-{plan_id[:8]}", daemon=True)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import cast
 
-import redis
-
+from allocator.store.connect import RedisClient
 from allocator.store.idempotent import CommitResult, IdempotentWriter, Op
 from allocator.store.keys import Keys
 from trafficalloc.v1 import allocator_pb2 as pb
@@ -19,7 +18,7 @@ from trafficalloc.v1 import allocator_pb2 as pb
 class RecordStore:
     """Inputs of the optimiser, behind typed methods."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, request_ttl_seconds: int) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, request_ttl_seconds: int) -> None:
         self._r = client
         self._k = keys
         self._writer = IdempotentWriter(client, request_ttl_seconds)

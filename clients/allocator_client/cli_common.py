@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import pathlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +52,8 @@ class CliState:
     target: str
     timeout: float
     json_output: bool
+    token: str | None = None  # None: ALLOCATOR_TOKEN
+    tls_ca: pathlib.Path | None = None  # None: ALLOCATOR_TLS_CA
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -61,10 +65,36 @@ def state(ctx: typer.Context) -> CliState:
 
 @contextmanager
 def connect(ctx: typer.Context) -> Iterator[AllocatorClient]:
-    """A client for the command's duration, with the global target and deadline."""
+    """A client for the command's duration, with the global target and deadline.
+
+    Access (docs/operations.md): the bearer token from ALLOCATOR_TOKEN (an environment variable rather than
+    a flag, so it never shows in `ps`); TLS when ALLOCATOR_TLS_CA names the CA's PEM file (or
+    ALLOCATOR_TLS=1 for the system's CAs), mutual TLS with ALLOCATOR_TLS_CERT and ALLOCATOR_TLS_KEY.
+    """
     options = state(ctx)
-    with AllocatorClient(options.target, timeout=options.timeout) as client:
+    env = os.environ
+    ca = options.tls_ca or _path(env.get("ALLOCATOR_TLS_CA"))
+    cert, key = _path(env.get("ALLOCATOR_TLS_CERT")), _path(env.get("ALLOCATOR_TLS_KEY"))
+    try:
+        tls = {
+            "root_certificates": ca.read_bytes() if ca else None,
+            "client_certificate": cert.read_bytes() if cert else None,
+            "client_key": key.read_bytes() if key else None,
+        }
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read a TLS file: {exc}") from None
+    with AllocatorClient(
+        options.target,
+        timeout=options.timeout,
+        token=options.token or env.get("ALLOCATOR_TOKEN") or None,
+        tls=env.get("ALLOCATOR_TLS", "").lower() in ("1", "true", "yes"),
+        **tls,
+    ) as client:
         yield client
+
+
+def _path(value: str | None) -> pathlib.Path | None:
+    return pathlib.Path(value) if value else None
 
 
 def emit(ctx: typer.Context, message: Message, view: Callable[[], RenderableType]) -> None:

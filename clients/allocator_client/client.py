@@ -11,9 +11,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, NamedTuple, Protocol, Self, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -32,6 +32,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 # Every write carries a request id, so retrying UNAVAILABLE (server restarting, connection lost)
 # is safe for all methods; gRPC resends the same serialized request, hence the same id.
+# Documented in docs/operations.md ("Retry policy"); tests/faults checks it against real processes.
 _SERVICE_CONFIG = {
     "methodConfig": [
         {
@@ -73,18 +74,68 @@ def _with_request_id(request: _IdT) -> _IdT:
     return filled
 
 
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+class _BearerToken(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds ``authorization: Bearer <token>`` to every call (TLS or not; the token is never logged)."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _add(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        metadata = [*(details.metadata or ()), self._header]
+        fields = (details.method, details.timeout, metadata, details.credentials, details.wait_for_ready)
+        compression = getattr(details, "compression", None)
+        return continuation(_CallDetails(*fields, compression), request)
+
+    intercept_unary_unary = intercept_unary_stream = _add
+    intercept_stream_unary = intercept_stream_stream = _add
+
+
 class AllocatorClient:
     """Synchronous, thread-safe client of the allocation service.
 
     ``timeout`` (seconds) is the default deadline of every call; each method takes ``timeout=`` to
     override it. Pass ``channel`` to reuse one you own (it is then not closed by ``close()``).
+    ``token`` is sent as ``authorization: Bearer <token>`` on every call. TLS is used when ``tls`` is true
+    or any of ``root_certificates`` (PEM bytes of the CA; None: the system's), ``client_certificate`` and
+    ``client_key`` (PEM bytes, for mutual TLS) is given.
     """
 
-    def __init__(self, target: str, *, timeout: float = 10.0, channel: grpc.Channel | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = 10.0,
+        channel: grpc.Channel | None = None,
+        token: str | None = None,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        client_certificate: bytes | None = None,
+        client_key: bytes | None = None,
+    ) -> None:
         self.target = target
         self.timeout = timeout
         self._owns_channel = channel is None
-        self._channel = channel if channel is not None else grpc.insecure_channel(target, CHANNEL_OPTIONS)
+        if channel is None:
+            if tls or root_certificates or client_certificate or client_key:
+                credentials = grpc.ssl_channel_credentials(root_certificates, client_key, client_certificate)
+                channel = grpc.secure_channel(target, credentials, CHANNEL_OPTIONS)
+            else:
+                channel = grpc.insecure_channel(target, CHANNEL_OPTIONS)
+        self._channel = grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
         self._stub = allocator_pb2_grpc.AllocatorServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
@@ -300,3 +351,34 @@ class AllocatorClient:
     ) -> pb.GetRulesResponse:
         """The configured program rules, channel prices and reserved shares."""
         return self._call(self._stub.GetRules, request or pb.GetRulesRequest(), timeout)
+
+    # -- serving -------------------------------------------------------------------------------
+
+    def pick_merchants(
+        self, request: pb.PickMerchantsRequest, *, timeout: float | None = None
+    ) -> pb.PickMerchantsResponse:
+        """Merchants to show now. Fills an empty request id and an unset time (now), so a retry of this
+        call asks about the same hour window and counts once."""
+        filled = _with_request_id(request)
+        if not filled.HasField("time"):
+            if filled is request:
+                filled = pb.PickMerchantsRequest()
+                filled.CopyFrom(request)
+            filled.time.GetCurrentTime()
+        return self._call(self._stub.PickMerchants, filled, timeout)
+
+    def report_delivery(
+        self, request: pb.ReportDeliveryRequest, *, timeout: float | None = None
+    ) -> pb.ReportDeliveryResponse:
+        """Count impressions a front service delivered itself (idempotent by request id)."""
+        return self._call(self._stub.ReportDelivery, _with_request_id(request), timeout)
+
+    def replan(self, request: pb.ReplanRequest, *, timeout: float | None = None) -> pb.ReplanResponse:
+        """Re-solve the rest of a day from the delivered counts and swap the new plan in."""
+        return self._call(self._stub.Replan, _with_request_id(request), timeout)
+
+    def get_delivery(
+        self, request: pb.GetDeliveryRequest, *, timeout: float | None = None
+    ) -> pb.GetDeliveryResponse:
+        """A merchant's delivered impressions and points on a date against the active plan."""
+        return self._call(self._stub.GetDelivery, request, timeout)

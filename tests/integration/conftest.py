@@ -5,16 +5,17 @@ One Redis serves the session; every test gets its own key prefix, so tests never
 
 from __future__ import annotations
 
+import os
 import pathlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import redis
 
 from allocator.server import App, start_app
 from allocator.settings import Settings
+from allocator.store.connect import RedisClient, connect
 from allocator.store.embedded import EmbeddedRedis
 from allocator_client import AllocatorClient
 
@@ -58,22 +59,34 @@ class ServerFactory:
             app.stop(0.5)
 
 
+# An external Redis for the whole session instead of a private one, e.g. the local cluster of
+# `make test-cluster` (scripts/redis_cluster.py sets it to redis+cluster://127.0.0.1:P1,...).
+EXTERNAL_REDIS_ENV = "ALLOCATOR_TEST_REDIS_URL"
+
+
 @pytest.fixture(scope="session")
-def redis_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+def redis_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis | None]:
+    """The session's private redis-server; None when ALLOCATOR_TEST_REDIS_URL names an external one."""
+    if os.environ.get(EXTERNAL_REDIS_ENV):
+        yield None
+        return
     instance = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
     yield instance
     instance.stop()
 
 
 @pytest.fixture(scope="session")
-def redis_server(redis_instance: EmbeddedRedis) -> str:
-    """URL of a real redis-server on a free loopback port (shared by the session)."""
+def redis_server(redis_instance: EmbeddedRedis | None) -> str:
+    """URL of the session's Redis: a real redis-server on a free loopback port, or ALLOCATOR_TEST_REDIS_URL
+    (a redis+cluster:// URL makes every server and client of the session use Redis Cluster)."""
+    if redis_instance is None:
+        return os.environ[EXTERNAL_REDIS_ENV]
     return redis_instance.url
 
 
 @pytest.fixture
-def redis_client(redis_server: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server)
+def redis_client(redis_server: str) -> Iterator[RedisClient]:
+    client = connect(redis_server)
     yield client
     client.close()
 

@@ -2296,3 +2296,429 @@ class GetRulesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetRulesResponse: _TypeAlias = GetRulesResponse  # noqa: Y015
+
+@_typing.final
+class PickMerchantsRequest(_message.Message):
+    """Request of PickMerchants: which merchants to show now in one slot set of a page view."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, required: a retry with the same id returns the same answer and counts once."""
+    channel: Global___Channel.ValueType
+    """Channel of the page view."""
+    region: _builtins.str
+    """Region of the page view."""
+    count: _builtins.int
+    """How many merchants to show, 1..50."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """Time of the page view; unset means now (the client library sets it, so a retry asks the same hour)."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        channel: Global___Channel.ValueType = ...,
+        region: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "count", b"count", "region", b"region", "request_id", b"request_id", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PickMerchantsRequest: _TypeAlias = PickMerchantsRequest  # noqa: Y015
+
+@_typing.final
+class PickedMerchant(_message.Message):
+    """One merchant to show."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    REDEMPTION_ID_FIELD_NUMBER: _builtins.int
+    FREE_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """The merchant."""
+    redemption_id: _builtins.str
+    """The redemption paying for the impression ("" for daily promotion)."""
+    free: _builtins.bool
+    """True for a free daily-promotion impression."""
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        redemption_id: _builtins.str = ...,
+        free: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["free", b"free", "merchant_id", b"merchant_id", "redemption_id", b"redemption_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PickedMerchant: _TypeAlias = PickedMerchant  # noqa: Y015
+
+@_typing.final
+class PickMerchantsResponse(_message.Message):
+    """Response of PickMerchants."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANTS_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    HOUR_FIELD_NUMBER: _builtins.int
+    DEGRADED_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    """The plan the answer was drawn from ("" when the date has no active plan)."""
+    date: _builtins.str
+    """Date of the supply node answered (the time's date in the service's time zone)."""
+    hour: _builtins.int
+    """Hour window of the supply node answered."""
+    degraded: _builtins.bool
+    """True when answered from memory while Redis was unreachable; counted when it is back."""
+    replayed: _builtins.bool
+    """True when this is the stored answer of an earlier call with the same request id."""
+    @_builtins.property
+    def merchants(self) -> _containers.RepeatedCompositeFieldContainer[Global___PickedMerchant]:
+        """Merchants to show, at most count, no merchant twice; fewer (or none) when the plan's impressions of
+        this hour window are used up or paced for later in the hour.
+        """
+
+    def __init__(
+        self,
+        *,
+        merchants: _abc.Iterable[Global___PickedMerchant] | None = ...,
+        plan_id: _builtins.str = ...,
+        date: _builtins.str = ...,
+        hour: _builtins.int = ...,
+        degraded: _builtins.bool = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "degraded", b"degraded", "hour", b"hour", "merchants", b"merchants", "plan_id", b"plan_id", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PickMerchantsResponse: _TypeAlias = PickMerchantsResponse  # noqa: Y015
+
+@_typing.final
+class DeliveryCount(_message.Message):
+    """Impressions a front service delivered itself, for one merchant on one supply node."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    REDEMPTION_ID_FIELD_NUMBER: _builtins.int
+    IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """The merchant."""
+    redemption_id: _builtins.str
+    """The redemption paying for the impressions ("" for free daily-promotion impressions)."""
+    impressions: _builtins.int
+    """Impressions delivered, > 0."""
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        redemption_id: _builtins.str = ...,
+        impressions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["impressions", b"impressions", "merchant_id", b"merchant_id", "redemption_id", b"redemption_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryCount: _TypeAlias = DeliveryCount  # noqa: Y015
+
+@_typing.final
+class ReportDeliveryRequest(_message.Message):
+    """Request of ReportDelivery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    HOUR_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, required: a retry with the same id counts once."""
+    date: _builtins.str
+    """Date of the supply node, YYYY-MM-DD."""
+    hour: _builtins.int
+    """Hour window of the supply node, 0..23."""
+    channel: Global___Channel.ValueType
+    """Channel of the supply node."""
+    region: _builtins.str
+    """Region of the supply node."""
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryCount]:
+        """Delivered impressions, one entry per merchant and redemption (at most 10,000)."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        date: _builtins.str = ...,
+        hour: _builtins.int = ...,
+        channel: Global___Channel.ValueType = ...,
+        region: _builtins.str = ...,
+        deliveries: _abc.Iterable[Global___DeliveryCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "date", b"date", "deliveries", b"deliveries", "hour", b"hour", "region", b"region", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportDeliveryRequest: _TypeAlias = ReportDeliveryRequest  # noqa: Y015
+
+@_typing.final
+class ReportDeliveryResponse(_message.Message):
+    """Response of ReportDelivery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    IMPRESSIONS_OVER_PLAN_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    impressions: _builtins.int
+    """Impressions counted."""
+    impressions_over_plan: _builtins.int
+    """Of those, impressions beyond what the active plan planned for the merchant on the node: they were
+    shown, so they are counted, and the next re-plan gives the merchant that much less.
+    """
+    plan_id: _builtins.str
+    """The active plan the report was checked against."""
+    replayed: _builtins.bool
+    """True when this is the stored answer of an earlier call with the same request id."""
+    def __init__(
+        self,
+        *,
+        impressions: _builtins.int = ...,
+        impressions_over_plan: _builtins.int = ...,
+        plan_id: _builtins.str = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["impressions", b"impressions", "impressions_over_plan", b"impressions_over_plan", "plan_id", b"plan_id", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportDeliveryResponse: _TypeAlias = ReportDeliveryResponse  # noqa: Y015
+
+@_typing.final
+class ReplanRequest(_message.Message):
+    """Request of Replan: re-solve the rest of a day from what was delivered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    FROM_HOUR_FIELD_NUMBER: _builtins.int
+    TIME_LIMIT_SECONDS_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key, required."""
+    date: _builtins.str
+    """The date, YYYY-MM-DD; it must have an active plan."""
+    from_hour: _builtins.int
+    """First hour window re-planned, 0..23; unset means the current hour (its remaining capacity)."""
+    time_limit_seconds: _builtins.float
+    """Wall-clock limit of the solve; 0 means the server default."""
+    dry_run: _builtins.bool
+    """Solve and store, but leave the active plan as it is."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        date: _builtins.str = ...,
+        from_hour: _builtins.int | None = ...,
+        time_limit_seconds: _builtins.float = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_from_hour", b"_from_hour", "from_hour", b"from_hour"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_from_hour", b"_from_hour", "date", b"date", "dry_run", b"dry_run", "from_hour", b"from_hour", "request_id", b"request_id", "time_limit_seconds", b"time_limit_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__from_hour: _TypeAlias = _typing.Literal["from_hour"]  # noqa: Y015
+    _WhichOneofArgType__from_hour: _TypeAlias = _typing.Literal["_from_hour", b"_from_hour"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__from_hour) -> _WhichOneofReturnType__from_hour | None: ...
+
+Global___ReplanRequest: _TypeAlias = ReplanRequest  # noqa: Y015
+
+@_typing.final
+class ReplanResponse(_message.Message):
+    """Response of Replan."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    PREVIOUS_PLAN_ID_FIELD_NUMBER: _builtins.int
+    FROM_HOUR_FIELD_NUMBER: _builtins.int
+    DELIVERED_IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    DELIVERED_POINTS_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    previous_plan_id: _builtins.str
+    """The plan it replaced."""
+    from_hour: _builtins.int
+    """First hour window re-planned."""
+    delivered_impressions: _builtins.int
+    """Impressions delivered on the date when the re-plan read the counts."""
+    delivered_points: _builtins.int
+    """Points delivered on the date when the re-plan read the counts (rounded up)."""
+    replayed: _builtins.bool
+    """True when this is the stored answer of an earlier call with the same request id."""
+    @_builtins.property
+    def plan(self) -> Global___PlanSummary:
+        """The new plan (active unless dry run or FAILED)."""
+
+    def __init__(
+        self,
+        *,
+        plan: Global___PlanSummary | None = ...,
+        previous_plan_id: _builtins.str = ...,
+        from_hour: _builtins.int = ...,
+        delivered_impressions: _builtins.int = ...,
+        delivered_points: _builtins.int = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered_impressions", b"delivered_impressions", "delivered_points", b"delivered_points", "from_hour", b"from_hour", "plan", b"plan", "previous_plan_id", b"previous_plan_id", "replayed", b"replayed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplanResponse: _TypeAlias = ReplanResponse  # noqa: Y015
+
+@_typing.final
+class DeliveryLine(_message.Message):
+    """Delivery of one merchant on one supply node."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    HOUR_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    REDEMPTION_ID_FIELD_NUMBER: _builtins.int
+    PLANNED_IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    DELIVERED_IMPRESSIONS_FIELD_NUMBER: _builtins.int
+    channel: Global___Channel.ValueType
+    """Channel of the node."""
+    hour: _builtins.int
+    """Hour window of the node."""
+    region: _builtins.str
+    """Region of the node."""
+    redemption_id: _builtins.str
+    """The redemption ("" for free daily-promotion impressions)."""
+    planned_impressions: _builtins.int
+    """Impressions the active plan allows on the node (including what was delivered before a re-plan)."""
+    delivered_impressions: _builtins.int
+    """Impressions delivered (picked or reported)."""
+    def __init__(
+        self,
+        *,
+        channel: Global___Channel.ValueType = ...,
+        hour: _builtins.int = ...,
+        region: _builtins.str = ...,
+        redemption_id: _builtins.str = ...,
+        planned_impressions: _builtins.int = ...,
+        delivered_impressions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "delivered_impressions", b"delivered_impressions", "hour", b"hour", "planned_impressions", b"planned_impressions", "redemption_id", b"redemption_id", "region", b"region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryLine: _TypeAlias = DeliveryLine  # noqa: Y015
+
+@_typing.final
+class GetDeliveryRequest(_message.Message):
+    """Request of GetDelivery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """The merchant."""
+    date: _builtins.str
+    """The date, YYYY-MM-DD."""
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "merchant_id", b"merchant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDeliveryRequest: _TypeAlias = GetDeliveryRequest  # noqa: Y015
+
+@_typing.final
+class GetDeliveryResponse(_message.Message):
+    """Response of GetDelivery."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    POINTS_DUE_FIELD_NUMBER: _builtins.int
+    DELIVERED_MILLIPOINTS_FIELD_NUMBER: _builtins.int
+    FREE_IMPRESSIONS_DELIVERED_FIELD_NUMBER: _builtins.int
+    merchant_id: _builtins.str
+    """The merchant."""
+    date: _builtins.str
+    """The date."""
+    plan_id: _builtins.str
+    """The active plan of the date."""
+    points_due: _builtins.int
+    """Points due on the date over the merchant's redemptions."""
+    delivered_millipoints: _builtins.int
+    """Points delivered on the date, in thousandths of a point (impressions times price per mille)."""
+    free_impressions_delivered: _builtins.int
+    """Free impressions delivered on the date."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeliveryLine]:
+        """Lines of the active plan and every node the merchant was delivered on, by (channel, hour, region)."""
+
+    def __init__(
+        self,
+        *,
+        merchant_id: _builtins.str = ...,
+        date: _builtins.str = ...,
+        plan_id: _builtins.str = ...,
+        lines: _abc.Iterable[Global___DeliveryLine] | None = ...,
+        points_due: _builtins.int = ...,
+        delivered_millipoints: _builtins.int = ...,
+        free_impressions_delivered: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "delivered_millipoints", b"delivered_millipoints", "free_impressions_delivered", b"free_impressions_delivered", "lines", b"lines", "merchant_id", b"merchant_id", "plan_id", b"plan_id", "points_due", b"points_due"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDeliveryResponse: _TypeAlias = GetDeliveryResponse  # noqa: Y015

@@ -135,6 +135,26 @@ class AllocatorServiceStub:
                 request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportRequest.SerializeToString,
                 response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportResponse.FromString,
                 _registered_method=True)
+        self.PickMerchants = channel.unary_unary(
+                '/trafficalloc.v1.AllocatorService/PickMerchants',
+                request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.PickMerchantsRequest.SerializeToString,
+                response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.PickMerchantsResponse.FromString,
+                _registered_method=True)
+        self.ReportDelivery = channel.unary_unary(
+                '/trafficalloc.v1.AllocatorService/ReportDelivery',
+                request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.ReportDeliveryRequest.SerializeToString,
+                response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.ReportDeliveryResponse.FromString,
+                _registered_method=True)
+        self.Replan = channel.unary_unary(
+                '/trafficalloc.v1.AllocatorService/Replan',
+                request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.ReplanRequest.SerializeToString,
+                response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.ReplanResponse.FromString,
+                _registered_method=True)
+        self.GetDelivery = channel.unary_unary(
+                '/trafficalloc.v1.AllocatorService/GetDelivery',
+                request_serializer=trafficalloc_dot_v1_dot_allocator__pb2.GetDeliveryRequest.SerializeToString,
+                response_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.GetDeliveryResponse.FromString,
+                _registered_method=True)
 
 
 class AllocatorServiceServicer:
@@ -283,6 +303,35 @@ class AllocatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PickMerchants(self, request, context):
+        """Which merchants to show now: drawn from the active plan in proportion to what is left of this hour
+        window, paced through the hour, each impression counted atomically so replicas never over-deliver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportDelivery(self, request, context):
+        """Impressions a front service counted itself, added to the same counters as picks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Replan(self, request, context):
+        """Re-solve the rest of a day from the delivered counts and the remaining capacity; swap it in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDelivery(self, request, context):
+        """A merchant's delivery on a date against the active plan.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AllocatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -385,6 +434,26 @@ def add_AllocatorServiceServicer_to_server(servicer, server):
                     servicer.GetPlanReport,
                     request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportRequest.FromString,
                     response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportResponse.SerializeToString,
+            ),
+            'PickMerchants': grpc.unary_unary_rpc_method_handler(
+                    servicer.PickMerchants,
+                    request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.PickMerchantsRequest.FromString,
+                    response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.PickMerchantsResponse.SerializeToString,
+            ),
+            'ReportDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDelivery,
+                    request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.ReportDeliveryRequest.FromString,
+                    response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.ReportDeliveryResponse.SerializeToString,
+            ),
+            'Replan': grpc.unary_unary_rpc_method_handler(
+                    servicer.Replan,
+                    request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.ReplanRequest.FromString,
+                    response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.ReplanResponse.SerializeToString,
+            ),
+            'GetDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDelivery,
+                    request_deserializer=trafficalloc_dot_v1_dot_allocator__pb2.GetDeliveryRequest.FromString,
+                    response_serializer=trafficalloc_dot_v1_dot_allocator__pb2.GetDeliveryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -928,6 +997,114 @@ class AllocatorService:
             '/trafficalloc.v1.AllocatorService/GetPlanReport',
             trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportRequest.SerializeToString,
             trafficalloc_dot_v1_dot_allocator__pb2.GetPlanReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PickMerchants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trafficalloc.v1.AllocatorService/PickMerchants',
+            trafficalloc_dot_v1_dot_allocator__pb2.PickMerchantsRequest.SerializeToString,
+            trafficalloc_dot_v1_dot_allocator__pb2.PickMerchantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trafficalloc.v1.AllocatorService/ReportDelivery',
+            trafficalloc_dot_v1_dot_allocator__pb2.ReportDeliveryRequest.SerializeToString,
+            trafficalloc_dot_v1_dot_allocator__pb2.ReportDeliveryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Replan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trafficalloc.v1.AllocatorService/Replan',
+            trafficalloc_dot_v1_dot_allocator__pb2.ReplanRequest.SerializeToString,
+            trafficalloc_dot_v1_dot_allocator__pb2.ReplanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trafficalloc.v1.AllocatorService/GetDelivery',
+            trafficalloc_dot_v1_dot_allocator__pb2.GetDeliveryRequest.SerializeToString,
+            trafficalloc_dot_v1_dot_allocator__pb2.GetDeliveryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -79,6 +79,16 @@ class AllocatorServiceStub:
     """
     GetPlanReport: _grpc.UnaryUnaryMultiCallable[_allocator_pb2.GetPlanReportRequest, _allocator_pb2.GetPlanReportResponse]
     """Everything a picture of a plan needs: summary, per-node fill and shadow prices, free shares."""
+    PickMerchants: _grpc.UnaryUnaryMultiCallable[_allocator_pb2.PickMerchantsRequest, _allocator_pb2.PickMerchantsResponse]
+    """Which merchants to show now: drawn from the active plan in proportion to what is left of this hour
+    window, paced through the hour, each impression counted atomically so replicas never over-deliver.
+    """
+    ReportDelivery: _grpc.UnaryUnaryMultiCallable[_allocator_pb2.ReportDeliveryRequest, _allocator_pb2.ReportDeliveryResponse]
+    """Impressions a front service counted itself, added to the same counters as picks."""
+    Replan: _grpc.UnaryUnaryMultiCallable[_allocator_pb2.ReplanRequest, _allocator_pb2.ReplanResponse]
+    """Re-solve the rest of a day from the delivered counts and the remaining capacity; swap it in."""
+    GetDelivery: _grpc.UnaryUnaryMultiCallable[_allocator_pb2.GetDeliveryRequest, _allocator_pb2.GetDeliveryResponse]
+    """A merchant's delivery on a date against the active plan."""
 
 @_typing.type_check_only
 class AllocatorServiceAsyncStub(AllocatorServiceStub):
@@ -129,6 +139,16 @@ class AllocatorServiceAsyncStub(AllocatorServiceStub):
     """
     GetPlanReport: _aio.UnaryUnaryMultiCallable[_allocator_pb2.GetPlanReportRequest, _allocator_pb2.GetPlanReportResponse]  # type: ignore[assignment]
     """Everything a picture of a plan needs: summary, per-node fill and shadow prices, free shares."""
+    PickMerchants: _aio.UnaryUnaryMultiCallable[_allocator_pb2.PickMerchantsRequest, _allocator_pb2.PickMerchantsResponse]  # type: ignore[assignment]
+    """Which merchants to show now: drawn from the active plan in proportion to what is left of this hour
+    window, paced through the hour, each impression counted atomically so replicas never over-deliver.
+    """
+    ReportDelivery: _aio.UnaryUnaryMultiCallable[_allocator_pb2.ReportDeliveryRequest, _allocator_pb2.ReportDeliveryResponse]  # type: ignore[assignment]
+    """Impressions a front service counted itself, added to the same counters as picks."""
+    Replan: _aio.UnaryUnaryMultiCallable[_allocator_pb2.ReplanRequest, _allocator_pb2.ReplanResponse]  # type: ignore[assignment]
+    """Re-solve the rest of a day from the delivered counts and the remaining capacity; swap it in."""
+    GetDelivery: _aio.UnaryUnaryMultiCallable[_allocator_pb2.GetDeliveryRequest, _allocator_pb2.GetDeliveryResponse]  # type: ignore[assignment]
+    """A merchant's delivery on a date against the active plan."""
 
 class AllocatorServiceServicer(metaclass=_abc_1.ABCMeta):
     """The allocation service."""
@@ -296,5 +316,39 @@ class AllocatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_allocator_pb2.GetPlanReportResponse, _abc.Awaitable[_allocator_pb2.GetPlanReportResponse]]:
         """Everything a picture of a plan needs: summary, per-node fill and shadow prices, free shares."""
+
+    @_abc_1.abstractmethod
+    def PickMerchants(
+        self,
+        request: _allocator_pb2.PickMerchantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_allocator_pb2.PickMerchantsResponse, _abc.Awaitable[_allocator_pb2.PickMerchantsResponse]]:
+        """Which merchants to show now: drawn from the active plan in proportion to what is left of this hour
+        window, paced through the hour, each impression counted atomically so replicas never over-deliver.
+        """
+
+    @_abc_1.abstractmethod
+    def ReportDelivery(
+        self,
+        request: _allocator_pb2.ReportDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_allocator_pb2.ReportDeliveryResponse, _abc.Awaitable[_allocator_pb2.ReportDeliveryResponse]]:
+        """Impressions a front service counted itself, added to the same counters as picks."""
+
+    @_abc_1.abstractmethod
+    def Replan(
+        self,
+        request: _allocator_pb2.ReplanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_allocator_pb2.ReplanResponse, _abc.Awaitable[_allocator_pb2.ReplanResponse]]:
+        """Re-solve the rest of a day from the delivered counts and the remaining capacity; swap it in."""
+
+    @_abc_1.abstractmethod
+    def GetDelivery(
+        self,
+        request: _allocator_pb2.GetDeliveryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_allocator_pb2.GetDeliveryResponse, _abc.Awaitable[_allocator_pb2.GetDeliveryResponse]]:
+        """A merchant's delivery on a date against the active plan."""
 
 def add_AllocatorServiceServicer_to_server(servicer: AllocatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

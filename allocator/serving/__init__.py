@@ -1,0 +1,1 @@
+"""Serving: which merchants to show now, delivery counts, and intraday re-planning."""

@@ -1,0 +1,408 @@
+"""The serving hot path under load: PickMerchants against R server processes on one Redis.
+
+Starts its own redis-server, R real server processes sharing it with an active plan of a realistic day,
+and load generators in separate processes (grpc.aio clients). Measures, in one run:
+  rps       PickMerchants at full load (closed loop, `concurrency` calls in flight);
+  echo_rps  a bare grpc.aio echo server (R processes, same message types) under the same load generator:
+            the floor of Python gRPC on this machine; ratio = rps / echo_rps;
+  p50_ms, p99_ms  PickMerchants latency at 70% of rps (open loop: latency counts from each call's
+            scheduled start, so queueing is not hidden), and alloc_p99_ms for GetMerchantAllocation
+            calls mixed into that load;
+  over_delivered  impressions beyond any line's plan, from the Redis counters against the plan (must be 0);
+  errors, degraded, empty_share (answers with no merchant: the hour's plan used up or paced for later).
+
+    python -m bench.serve --duration 20 --concurrency 64 --replicas 2 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, cast
+
+import grpc
+import numpy as np
+import redis
+
+from allocator.plan_codec import PlanView, decode_plan
+from allocator.serving.lines import PlanLines
+from allocator.store.embedded import EmbeddedRedis
+from allocator.store.keys import Keys
+from allocator_client import AllocatorClient
+from allocator_client.daygen import generate_day
+from allocator_client.scenario import apply_scenario
+from trafficalloc.v1 import allocator_pb2 as pb
+from trafficalloc.v1 import allocator_pb2_grpc as pb_grpc
+
+PREFIX = "bench"
+HOUR = 20  # the evening peak
+PICK_COUNT = 3
+
+
+def start_server(tmp: pathlib.Path, name: str, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port_file = tmp / f"{name}.port"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOCATOR_")}
+    args = ["--listen", "127.0.0.1:0", "--port-file", str(port_file), "--redis-url", redis_url]
+    args += ["--key-prefix", PREFIX, "--log-level", "WARNING"]
+    with open(tmp / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "allocator.server", *args], env=env, stderr=log)
+    deadline = time.monotonic() + 120
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"server did not start: see {tmp / f'{name}.log'}")
+        time.sleep(0.05)
+    return proc, f"127.0.0.1:{port_file.read_text()}"
+
+
+# ---- the echo server: the floor of Python gRPC, same messages, grpc.aio --------------------------
+
+
+async def _echo_pick(request: pb.PickMerchantsRequest, context: Any) -> pb.PickMerchantsResponse:
+    return pb.PickMerchantsResponse(date="2026-12-01", hour=request.count)
+
+
+def _echo_main(port_q: Any) -> None:
+    async def run() -> None:
+        server = grpc.aio.server()
+        handler = grpc.unary_unary_rpc_method_handler(
+            _echo_pick,
+            request_deserializer=pb.PickMerchantsRequest.FromString,
+            response_serializer=pb.PickMerchantsResponse.SerializeToString,
+        )
+        service = pb.DESCRIPTOR.services_by_name["AllocatorService"].full_name
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service, {"PickMerchants": handler}),)
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        port_q.put(port)
+        await server.wait_for_termination()
+
+    asyncio.run(run())
+
+
+# ---- load generators (separate processes) ------------------------------------------------------
+
+
+def _requests(slots: list[tuple[int, str]], weights: list[float], when: dt.datetime, seed: int) -> Any:
+    rng = random.Random(seed)
+    ts = pb.PickMerchantsRequest().time
+    ts.FromDatetime(when)
+    pid = os.getpid()
+    n = 0
+    while True:
+        channel, region = rng.choices(slots, weights)[0]
+        n += 1
+        yield pb.PickMerchantsRequest(
+            request_id=f"b{pid}-{n}",
+            channel=pb.Channel.ValueType(channel),
+            region=region,
+            time=ts,
+            count=PICK_COUNT,
+        )
+
+
+def _closed_loop(
+    targets: list[str], conc: int, duration: float, slots: Any, weights: Any, when: Any, seed: int, out: Any
+) -> None:
+    async def run() -> dict[str, Any]:
+        channels = [grpc.aio.insecure_channel(t) for t in targets]
+        stubs = [pb_grpc.AllocatorServiceStub(ch) for ch in channels]
+        gen = _requests(slots, weights, when, seed)
+        done = errors = degraded = empty = 0
+        warm_end = time.perf_counter() + 1.0
+        end = warm_end + duration
+
+        async def worker(i: int) -> None:
+            nonlocal done, errors, degraded, empty
+            stub = stubs[i % len(stubs)]
+            while True:
+                now = time.perf_counter()
+                if now >= end:
+                    return
+                try:
+                    r = await stub.PickMerchants(next(gen), timeout=10)
+                    ok = True
+                except grpc.aio.AioRpcError:
+                    ok = False
+                if now >= warm_end:
+                    done += 1
+                    if not ok:
+                        errors += 1
+                    elif r.degraded:
+                        degraded += 1
+                    elif not r.merchants:
+                        empty += 1
+
+        await asyncio.gather(*(worker(i) for i in range(conc)))
+        for ch in channels:
+            await ch.close()
+        return {"calls": done, "errors": errors, "degraded": degraded, "empty": empty}
+
+    out.put(asyncio.run(run()))
+
+
+def _open_loop(
+    targets: list[str],
+    rate: float,
+    duration: float,
+    slots: Any,
+    weights: Any,
+    when: Any,
+    merchants: list[str],
+    alloc_every: int,
+    seed: int,
+    out: Any,
+) -> None:
+    async def run() -> dict[str, Any]:
+        channels = [grpc.aio.insecure_channel(t) for t in targets]
+        stubs = [pb_grpc.AllocatorServiceStub(ch) for ch in channels]
+        gen = _requests(slots, weights, when, seed)
+        rng = random.Random(seed + 1)
+        lat: list[float] = []
+        alloc_lat: list[float] = []
+        errors = degraded = 0
+        tasks = []
+
+        async def one(i: int, scheduled: float, alloc: bool) -> None:
+            nonlocal errors, degraded
+            stub = stubs[i % len(stubs)]
+            try:
+                if alloc:
+                    await stub.GetMerchantAllocation(
+                        pb.GetMerchantAllocationRequest(
+                            merchant_id=rng.choice(merchants), date=when.date().isoformat()
+                        ),
+                        timeout=10,
+                    )
+                    alloc_lat.append(time.perf_counter() - scheduled)
+                else:
+                    r = await stub.PickMerchants(next(gen), timeout=10)
+                    lat.append(time.perf_counter() - scheduled)
+                    degraded += int(r.degraded)
+            except grpc.aio.AioRpcError:
+                errors += 1
+
+        start = time.perf_counter() + 0.5
+        total = int(rate * duration)
+        for i in range(total):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(i, scheduled, alloc_every > 0 and i % alloc_every == 0)))
+        await asyncio.gather(*tasks)
+        for ch in channels:
+            await ch.close()
+        return {"lat": lat, "alloc_lat": alloc_lat, "errors": errors, "degraded": degraded}
+
+    out.put(asyncio.run(run()))
+
+
+def closed_load(
+    targets: list[str], conc: int, duration: float, procs: int, slots: Any, weights: Any, when: dt.datetime
+) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    ps = [
+        ctx.Process(target=_closed_loop, args=(targets, conc // procs, duration, slots, weights, when, i, q))
+        for i in range(procs)
+    ]
+    for p in ps:
+        p.start()
+    results = [q.get() for _ in ps]
+    for p in ps:
+        p.join()
+    calls = sum(r["calls"] for r in results)
+    return {
+        "rps": calls / duration,
+        "calls": calls,
+        "errors": sum(r["errors"] for r in results),
+        "degraded": sum(r["degraded"] for r in results),
+        "empty": sum(r["empty"] for r in results),
+    }
+
+
+def open_load(
+    targets: list[str],
+    rate: float,
+    duration: float,
+    procs: int,
+    slots: Any,
+    weights: Any,
+    when: dt.datetime,
+    merchants: list[str],
+) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    ps = [
+        ctx.Process(
+            target=_open_loop,
+            args=(targets, rate / procs, duration, slots, weights, when, merchants, 20, 100 + i, q),
+        )
+        for i in range(procs)
+    ]
+    for p in ps:
+        p.start()
+    results = [q.get() for _ in ps]
+    for p in ps:
+        p.join()
+    lat = np.array([x for r in results for x in r["lat"]]) * 1000
+    alloc = np.array([x for r in results for x in r["alloc_lat"]]) * 1000
+    return {
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+        "alloc_p50_ms": float(np.percentile(alloc, 50)) if alloc.size else None,
+        "alloc_p99_ms": float(np.percentile(alloc, 99)) if alloc.size else None,
+        "errors": sum(r["errors"] for r in results),
+        "degraded": sum(r["degraded"] for r in results),
+        "calls": int(lat.size + alloc.size),
+    }
+
+
+# ---- the audit: counters against the plan --------------------------------------------------------
+
+
+def audit(r: redis.Redis, plan_id: str, date: dt.date) -> dict[str, int]:
+    """Impressions beyond any line's plan, nodes past their capacity, redemptions past their points due."""
+    keys = Keys(PREFIX)
+    lines = PlanLines(plan_id, PlanView(decode_plan(cast(bytes, r.get(keys.plan_data(plan_id))))))
+    s = lines.view.s
+    regions = s.regions.tolist()
+    over = nodes_over = impressions = 0
+    for node in range(s.node_capacity.size):
+        key = keys.serving_node(
+            date.isoformat(),
+            int(s.node_channel[node]),
+            int(s.node_hour[node]),
+            regions[int(s.node_region[node])],
+        )
+        counts = {k.decode(): int(v) for k, v in cast(dict[bytes, bytes], r.hgetall(key)).items()}
+        if not counts:
+            continue
+        total = counts.pop("_n", 0)
+        impressions += total
+        nodes_over += int(total > int(lines.node_limit[node]))
+        nl = lines.lines(node)
+        cap = dict(zip(nl.fields, nl.cap.tolist(), strict=True))
+        over += sum(max(0, x - cap.get(f, 0)) for f, x in counts.items())
+    raw_budget = cast(dict[bytes, bytes], r.hgetall(keys.serving_budget(date.isoformat())))
+    budget = {k.decode(): int(v) for k, v in raw_budget.items()}
+    due = {
+        f"p:{rid}": int(b)
+        for rid, b in zip(s.demand_redemption.tolist(), lines.demand_budget.tolist(), strict=True)
+    }
+    budget_over = sum(1 for f, x in budget.items() if f.startswith("p:") and x > due.get(f, 0))
+    return {
+        "over_delivered": over,
+        "nodes_over_capacity": nodes_over,
+        "redemptions_over_due": budget_over,
+        "impressions_counted": impressions,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=float, default=20.0)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--replicas", type=int, default=2)
+    p.add_argument("--load-procs", type=int, default=2, help="load generator processes")
+    p.add_argument("--merchants", type=int, default=6_000)
+    p.add_argument("--free-merchants", type=int, default=2_000)
+    p.add_argument("--regions", type=int, default=8)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="print only the JSON line")
+    a = p.parse_args(argv)
+    date = dt.date(2026, 12, 1)
+    when = dt.datetime(date.year, date.month, date.day, HOUR, 30, tzinfo=dt.UTC)
+    regions = tuple(f"r{i:02d}" for i in range(a.regions))
+    procs: list[subprocess.Popen[bytes]] = []
+    echo_procs: list[Any] = []
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp_name:
+        tmp = pathlib.Path(tmp_name)
+        red = EmbeddedRedis(tmp / "redis").start()
+        try:
+            servers = [start_server(tmp, f"s{i}", red.url) for i in range(a.replicas)]
+            procs = [s[0] for s in servers]
+            targets = [s[1] for s in servers]
+            with AllocatorClient(targets[0], timeout=600) as client:
+                client.wait_until_serving(60)
+                scenario = generate_day(
+                    date, merchants=a.merchants, free_merchants=a.free_merchants, regions=regions,
+                    seed=a.seed, rules=client.get_rules(),
+                )  # fmt: skip
+                apply_scenario(client, scenario)
+                plan = client.solve(pb.SolveRequest(start_date=date.isoformat())).plan
+                merchants = sorted({r.merchant_id for r in scenario.redemptions})
+            slots_w: dict[tuple[int, str], float] = {}
+            for n in scenario.inventory:
+                if n.hour == HOUR:
+                    slots_w[(int(n.channel), n.region)] = float(n.capacity_impressions)
+            slots, weights = list(slots_w), list(slots_w.values())
+
+            full = closed_load(targets, a.concurrency, a.duration, a.load_procs, slots, weights, when)
+            paced = open_load(
+                targets, 0.7 * full["rps"], a.duration, a.load_procs, slots, weights, when, merchants
+            )
+            r = redis.Redis.from_url(red.url)
+            checked = audit(r, plan.plan_id, date)
+            r.close()
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(timeout=60)
+            procs = []
+
+            ctx = mp.get_context("spawn")
+            q = ctx.Queue()
+            for _ in range(a.replicas):
+                ep = ctx.Process(target=_echo_main, args=(q,), daemon=True)
+                ep.start()
+                echo_procs.append(ep)
+            echo_targets = [f"127.0.0.1:{q.get()}" for _ in echo_procs]
+            echo = closed_load(echo_targets, a.concurrency, a.duration, a.load_procs, slots, weights, when)
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+            for ep in echo_procs:
+                ep.terminate()
+            red.stop()
+    result = {
+        "duration_s": a.duration,
+        "concurrency": a.concurrency,
+        "replicas": a.replicas,
+        "plan_merchants": a.merchants,
+        "plan_arcs": plan.arcs,
+        "rps": round(full["rps"], 1),
+        "echo_rps": round(echo["rps"], 1),
+        "ratio": round(full["rps"] / echo["rps"], 3) if echo["rps"] else None,
+        "p50_ms": paced["p50_ms"],
+        "p99_ms": paced["p99_ms"],
+        "alloc_p50_ms": paced["alloc_p50_ms"],
+        "alloc_p99_ms": paced["alloc_p99_ms"],
+        "paced_rps": round(0.7 * full["rps"], 1),
+        "errors": full["errors"] + paced["errors"],
+        "degraded": full["degraded"] + paced["degraded"],
+        "empty_share": round(full["empty"] / max(1, full["calls"]), 4),
+        **checked,
+    }
+    if not a.json:
+        print(json.dumps(result, indent=2))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
