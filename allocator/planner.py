@@ -75,6 +75,7 @@ class Planner:
         self._lock_ttl_ms = lock_ttl_ms
         self._validate = validate
         self._guard = threading.Lock()
+        self._view_load = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._views: OrderedDict[str, PlanView] = OrderedDict()
         self._view_cache_size = view_cache_size
@@ -326,15 +327,20 @@ class Planner:
             if view is not None:
                 self._views.move_to_end(plan_id)
                 return view
-        data = self.plans.data(plan_id)
-        if data is None:
-            raise NotFound(f"plan {plan_id!r} not found (unknown or expired)", resource=("plan", plan_id))
-        view = PlanView(decode_plan(data))
-        with self._guard:
-            self._views[plan_id] = view
-            while len(self._views) > self._view_cache_size:
-                self._views.popitem(last=False)
-        return view
+        with self._view_load:  # one load at a time: concurrent callers of a new plan wait, then hit
+            with self._guard:
+                view = self._views.get(plan_id)
+            if view is not None:
+                return view
+            data = self.plans.data(plan_id)
+            if data is None:
+                raise NotFound(f"plan {plan_id!r} not found (unknown or expired)", resource=("plan", plan_id))
+            view = PlanView(decode_plan(data))
+            with self._guard:
+                self._views[plan_id] = view
+                while len(self._views) > self._view_cache_size:
+                    self._views.popitem(last=False)
+            return view
 
     def _local_lock(self, plan_id: str) -> threading.Lock:
         with self._guard:

@@ -172,11 +172,11 @@ def _open_loop(
         rng = random.Random(seed + 1)
         lat: list[float] = []
         alloc_lat: list[float] = []
-        errors = degraded = 0
+        errors = degraded = empty = 0
         tasks = []
 
         async def one(i: int, scheduled: float, alloc: bool) -> None:
-            nonlocal errors, degraded
+            nonlocal errors, degraded, empty
             stub = stubs[i % len(stubs)]
             try:
                 if alloc:
@@ -191,6 +191,7 @@ def _open_loop(
                     r = await stub.PickMerchants(next(gen), timeout=10)
                     lat.append(time.perf_counter() - scheduled)
                     degraded += int(r.degraded)
+                    empty += int(not r.merchants)
             except grpc.aio.AioRpcError:
                 errors += 1
 
@@ -205,7 +206,7 @@ def _open_loop(
         await asyncio.gather(*tasks)
         for ch in channels:
             await ch.close()
-        return {"lat": lat, "alloc_lat": alloc_lat, "errors": errors, "degraded": degraded}
+        return {"lat": lat, "alloc_lat": alloc_lat, "errors": errors, "degraded": degraded, "empty": empty}
 
     out.put(asyncio.run(run()))
 
@@ -268,6 +269,7 @@ def open_load(
         "errors": sum(r["errors"] for r in results),
         "degraded": sum(r["degraded"] for r in results),
         "calls": int(lat.size + alloc.size),
+        "empty": sum(r["empty"] for r in results),
     }
 
 
@@ -353,7 +355,16 @@ def main(argv: list[str] | None = None) -> int:
 
             full = closed_load(targets, a.concurrency, a.duration, a.load_procs, slots, weights, when)
             paced = open_load(
-                targets, 0.7 * full["rps"], a.duration, a.load_procs, slots, weights, when, merchants
+                # an hour of its own (19:30), so the paced phase meets fresh pace allowances as real
+                # traffic does, not the hour the full-load phase just used up to its pace
+                targets,
+                0.7 * full["rps"],
+                a.duration,
+                a.load_procs,
+                slots,
+                weights,
+                when - dt.timedelta(hours=1),
+                merchants,
             )
             r = redis.Redis.from_url(red.url)
             checked = audit(r, plan.plan_id, date)
@@ -396,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         "errors": full["errors"] + paced["errors"],
         "degraded": full["degraded"] + paced["degraded"],
         "empty_share": round(full["empty"] / max(1, full["calls"]), 4),
+        "paced_empty_share": round(paced["empty"] / max(1, paced["calls"]), 4),
         **checked,
     }
     if not a.json:

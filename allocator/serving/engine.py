@@ -89,6 +89,7 @@ class ServingEngine:
         self._on_degraded = on_degraded
         self._clock = clock
         self._guard = threading.Lock()
+        self._load = threading.Lock()
         self._active: dict[str, tuple[str, float]] = {}  # date -> (plan id, monotonic time read)
         self._plans: OrderedDict[str, PlanLines] = OrderedDict()
         self._states: OrderedDict[tuple[str, int], _NodeState] = OrderedDict()
@@ -135,12 +136,17 @@ class ServingEngine:
             if found is not None:
                 self._plans.move_to_end(plan_id)
                 return found
-        lines = PlanLines(plan_id, self.planner.view(plan_id))
-        with self._guard:
-            self._plans[plan_id] = lines
-            while len(self._plans) > 4:
-                self._plans.popitem(last=False)
-        return lines
+        with self._load:  # a new plan is decoded once, however many calls arrive together
+            with self._guard:
+                found = self._plans.get(plan_id)
+            if found is not None:
+                return found
+            lines = PlanLines(plan_id, self.planner.view(plan_id))
+            with self._guard:
+                self._plans[plan_id] = lines
+                while len(self._plans) > 4:
+                    self._plans.popitem(last=False)
+            return lines
 
     def forget_active(self, date: dt.date) -> None:
         """Re-read the date's active plan on the next call (after this replica activated a new one)."""
@@ -174,7 +180,7 @@ class ServingEngine:
         tried = np.zeros(lines.size, dtype=bool)
         chosen: list[tuple[str, str]] = []
         for attempt in range(MAX_ROUNDS):
-            w = weights(lines.cap, state.known, frac)
+            w = weights(lines.cap, state.known, frac, allow)
             if attempt:  # a further round: lines not tried yet, of merchants not chosen yet
                 w[tried] = 0.0
                 taken = {m for _, m in chosen}

@@ -33,15 +33,16 @@ def allowance(cap: I64, frac: float) -> I64:
     return np.minimum(cap, paced)
 
 
-def weights(cap: I64, count: I64, frac: float) -> F64:
+def weights(cap: I64, count: I64, frac: float, allow: I64 | None = None) -> F64:
     """Preference of each line: what is left of its plan, boosted while it is behind its pace.
 
-    Zero for lines that are used up or ahead of their allowance (held back until the pace catches up).
+    Zero for lines that are used up or ahead of their allowance (held back until the pace catches up);
+    `allow` is allowance(cap, frac) when the caller has it already.
     """
     left = np.maximum(cap - count, 0).astype(np.float64)
     behind = np.maximum(cap * frac - count, 0.0) / np.maximum(cap * BEHIND_FULL, 1.0)
     w = left * (1.0 + BEHIND_BOOST * np.minimum(behind, 1.0))
-    w[count >= allowance(cap, frac)] = 0.0
+    w[count >= (allowance(cap, frac) if allow is None else allow)] = 0.0
     return w
 
 
