@@ -108,7 +108,8 @@ def test_pacing_holds_through_a_simulated_hour(
     fields = sorted(planned)
     caps = np.array([planned[f] for f in fields], dtype=np.int64)
     total = int(caps.sum())
-    per_minute = 2 * total // 60 // 5 + 1
+    # twice the page views the plan needs: in slots, and for the largest line (once per page view)
+    per_minute = max(2 * total // 60 // 5 + 1, 2 * int(caps.max()) // 60 + 2)
     for minute in range(60):
         for _ in range(per_minute):
             pick(client, 10, minute, count=5)
