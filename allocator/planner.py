@@ -108,7 +108,7 @@ class Planner:
         return SolveOutcome(summary=summary, cache_hit=outcome.cache_hit)
 
     def _obtain(
-        self, raw: RawInputs, params: SolveParams, report: _Reporter
+        self, raw: RawInputs, params: SolveParams, report: _Reporter, *, store_failed: bool = True
     ) -> tuple[str, SolveOutcome, RawInputs]:
         """The plan of these inputs: from the cache, or solved once (in this process and across replicas).
 
@@ -129,7 +129,7 @@ class Planner:
                 outcome = self._cached(plan_id)
                 if outcome is not None:
                     return plan_id, outcome, full
-            return plan_id, self._solve_once(plan_id, full, params, report), full
+            return plan_id, self._solve_once(plan_id, full, params, report, store_failed), full
 
     def fingerprint(self, raw: RawInputs, params: SolveParams) -> str:
         """sha256 of the format, rules, parameters, each date's inventory and the table generations.
@@ -179,7 +179,7 @@ class Planner:
         return None if raw is None else SolveOutcome(pb.PlanSummary.FromString(raw), cache_hit=True)
 
     def _solve_once(
-        self, plan_id: str, raw: RawInputs, params: SolveParams, report: _Reporter
+        self, plan_id: str, raw: RawInputs, params: SolveParams, report: _Reporter, store_failed: bool = True
     ) -> SolveOutcome:
         token = self.plans.try_lock(plan_id, self._lock_ttl_ms)
         while token is None:  # another replica solves the same inputs: wait for its summary
@@ -197,6 +197,8 @@ class Planner:
                 return cached
             with self.plans.lease(plan_id, token, self._lock_ttl_ms):
                 summary, data = self._compute(plan_id, raw, params, report)
+            if summary.status == pb.PLAN_STATUS_FAILED and not store_failed:
+                return SolveOutcome(summary, cache_hit=False)  # a refusal leaves the store as it was
             self.plans.save(plan_id, summary.SerializeToString(), data)
             return SolveOutcome(summary, cache_hit=False)
         finally:
@@ -277,9 +279,12 @@ class Planner:
         residual network: exact, and it never counts capacity a committed redemption needs.
         """
         raw = self._with_records(self._read_inputs(dates))
-        plan_id, outcome, raw = self._obtain(raw, self.params, _Reporter(None))
+        plan_id, outcome, raw = self._obtain(raw, self.params, _Reporter(None), store_failed=False)
         if outcome.summary.status == pb.PLAN_STATUS_FAILED:
-            raise FailedPrecondition(f"the plan of these dates failed ({outcome.summary.status_detail})")
+            raise FailedPrecondition(
+                f"the plan of these dates failed ({outcome.summary.status_detail})",
+                violations=[("plan", f"the plan of the current inputs ({plan_id}) is FAILED")],
+            )
         inputs = self.problem_inputs(raw)
         problem = build_problem(inputs, self.params)
         chosen = hypothetical_nodes(inputs, problem, program, channels, regions)

@@ -611,12 +611,6 @@ def test_bad_input_reused_request_id_with_other_content_changes_nothing(
 # ---- a known gap: a refused availability check leaves its FAILED plan in the cache ---------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Planner.availability stores the plan of the current inputs before it refuses a FAILED one "
-    "(FAILED_PRECONDITION); the fix belongs in allocator/planner.py (see the bad-input report)",
-)
 def test_bad_input_refused_availability_check_writes_nothing(bad_servers: BadServerFactory) -> None:
     """Points too large to cost exactly make the plan of the inputs FAILED: CheckAvailability answers
     FAILED_PRECONDITION, and like every refused call it should leave the store as it was."""
