@@ -15,14 +15,14 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
 
 from allocator import events
 from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb
-from allocator.domain import Channel, Plan, ProblemInputs, Program, Rules, SolveParams, SupplyNode
+from allocator.domain import Channel, Plan, Problem, ProblemInputs, Program, Rules, SolveParams, SupplyNode
 from allocator.errors import FailedPrecondition, NotFound, Unavailable
 from allocator.events import Progress, ProgressSink, SolveObserver
 from allocator.optimise import solve
@@ -70,6 +70,7 @@ class Planner:
         validate: bool = False,
         view_cache_size: int = 4,
         observers: Sequence[SolveObserver] = (),
+        solver: Callable[[Problem, SolveParams, Callable[[str], None] | None], Plan] = solve,
     ) -> None:
         self.records, self.plans, self.rules, self.params = records, plans, rules, params
         self._lock_ttl_ms = lock_ttl_ms
@@ -80,6 +81,7 @@ class Planner:
         self._views: OrderedDict[str, PlanView] = OrderedDict()
         self._view_cache_size = view_cache_size
         self.observers = list(observers)
+        self.solver = solver  # optimise.solve, or the same run in a child process (optimise/worker.py)
 
     # ---- solve -------------------------------------------------------------------------------
 
@@ -212,7 +214,7 @@ class Planner:
         problem = build_problem(inputs, params)
         report.counts(problem.node_capacity.size, problem.demand_points.size, problem.arc_demand.size)
         build_s = report.elapsed()
-        plan = solve(problem, params, on_phase=report.emit)
+        plan = self.solver(problem, params, report.emit)
         solved_s = report.elapsed()
         report.emit(events.STORING)
         if self._validate:

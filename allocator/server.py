@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from allocator import access, logs
 from allocator.domain import SolveParams
 from allocator.metrics import Metrics, MetricsInterceptor
+from allocator.optimise.worker import SolverProcess
 from allocator.planner import Planner
 from allocator.rules import load_rules
 from allocator.service.servicer import AllocatorServicer
@@ -63,6 +64,7 @@ class App:
     metrics_server: Any = None
     metrics_port: int | None = None
     engine: ServingEngine | None = None
+    solver_process: SolverProcess | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _monitor: threading.Thread | None = None
     ready: threading.Event = field(default_factory=threading.Event)  # set at the first SERVING
@@ -121,6 +123,8 @@ class App:
         self.server.stop(grace).wait()
         if self._monitor is not None:
             self._monitor.join(timeout=5)
+        if self.solver_process is not None:
+            self.solver_process.close()
         self.redis.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
@@ -165,7 +169,18 @@ def start_app(settings: Settings) -> App:
     plans = PlanStore(client, keys, records.writer, settings.plan_ttl_s)
     params = SolveParams(time_limit_s=settings.solve_time_limit_s)
     metrics = Metrics()
-    planner = Planner(records, plans, rules, params, validate=settings.validate_plans, observers=[metrics])
+    planner = Planner(
+        records,
+        plans,
+        rules,
+        params,
+        validate=settings.validate_plans,
+        observers=[metrics],
+        view_cache_size=2,  # decoded plans: the active one and its predecessor (a re-plan a minute)
+    )
+    solver_process = SolverProcess() if settings.solve_process else None
+    if solver_process is not None:
+        planner.solver = solver_process.solve
     servicer = AllocatorServicer(records, planner, rules, keys, Limits())
     servicer.on_redis_error = metrics.redis_error
     serving_store = ServingStore(
@@ -226,6 +241,7 @@ def start_app(settings: Settings) -> App:
         embedded=embedded,
         metrics=metrics,
         engine=engine,
+        solver_process=solver_process,
     )
     if settings.metrics_listen:
         app.metrics_server, app.metrics_port = metrics.serve(settings.metrics_listen)

@@ -26,6 +26,7 @@ class Settings:
     request_ttl_s: int = 7 * 24 * 3600  # how long a request id is remembered for retries
     plan_ttl_s: int = 30 * 24 * 3600  # how long a solved plan stays cached
     solve_time_limit_s: float = 60.0
+    solve_process: bool = True  # solve in a child process, so serving never waits on the solver's GIL
     validate_plans: bool = False  # run the solver-independent validator after every solve
     redis_appendfsync: str = "everysec"  # embedded Redis only: always | everysec | no
     max_message_bytes: int = 64 * 1024 * 1024
@@ -107,6 +108,7 @@ class Settings:
             workers=a.workers,
             solve_time_limit_s=a.solve_time_limit,
             validate_plans=a.validate_plans,
+            solve_process=env.get("ALLOCATOR_SOLVE_PROCESS", "1").lower() not in ("0", "false", "no"),
             redis_appendfsync=a.redis_appendfsync,
             port_file=a.port_file,
             metrics_listen=a.metrics_listen,

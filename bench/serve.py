@@ -283,6 +283,18 @@ def audit(r: redis.Redis, plan_id: str, date: dt.date) -> dict[str, int]:
     s = lines.view.s
     regions = s.regions.tolist()
     over = nodes_over = impressions = 0
+    # a re-plan keeps what each line had been shown before it (its cap where it gives nothing more)
+    held: dict[tuple[int, int, str], dict[str, int]] = {}
+    if "held_field" in s.arrays:
+        for c, h, rg, f, x in zip(
+            s.held_channel.tolist(),
+            s.held_hour.tolist(),
+            s.held_region.tolist(),
+            s.held_field.tolist(),
+            s.held_count.tolist(),
+            strict=True,
+        ):
+            held.setdefault((c, h, rg), {})[f] = x
     for node in range(s.node_capacity.size):
         key = keys.serving_node(
             date.isoformat(),
@@ -297,7 +309,10 @@ def audit(r: redis.Redis, plan_id: str, date: dt.date) -> dict[str, int]:
         impressions += total
         nodes_over += int(total > int(lines.node_limit[node]))
         nl = lines.lines(node)
-        cap = dict(zip(nl.fields, nl.cap.tolist(), strict=True))
+        cap = held.get(
+            (int(s.node_channel[node]), int(s.node_hour[node]), regions[int(s.node_region[node])]), {}
+        )
+        cap = {**cap, **dict(zip(nl.fields, nl.cap.tolist(), strict=True))}
         over += sum(max(0, x - cap.get(f, 0)) for f, x in counts.items())
     raw_budget = cast(dict[bytes, bytes], r.hgetall(keys.serving_budget(date.isoformat())))
     budget = {k.decode(): int(v) for k, v in raw_budget.items()}

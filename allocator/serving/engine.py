@@ -30,6 +30,7 @@ from allocator.store.serving import NODE_TOTAL, FlushBatch, NodeBatch, ServingSt
 logger = logging.getLogger(__name__)
 
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+PLANS_KEPT = 2  # the active plan and the one it replaced (picks in flight during a swap)
 MAX_ROUNDS = 3  # script calls per pick at most: later rounds only when the first candidates ran out
 
 
@@ -144,8 +145,10 @@ class ServingEngine:
             lines = PlanLines(plan_id, self.planner.view(plan_id))
             with self._guard:
                 self._plans[plan_id] = lines
-                while len(self._plans) > 4:
-                    self._plans.popitem(last=False)
+                while len(self._plans) > PLANS_KEPT:
+                    gone, _ = self._plans.popitem(last=False)
+                    for key in [k for k in self._states if k[0] == gone]:  # its nodes' state goes too
+                        del self._states[key]
             return lines
 
     def forget_active(self, date: dt.date) -> None:

@@ -18,7 +18,6 @@ import numpy as np
 
 from allocator.domain import SupplyNode
 from allocator.errors import FailedPrecondition, NotFound
-from allocator.optimise import solve
 from allocator.plan_codec import build_stored_plan, encode_plan
 from allocator.planner import Planner, summary_pb
 from allocator.serving.engine import ServingEngine
@@ -86,7 +85,7 @@ class Replanner:
         )
         rp = replan_problem(inputs, date, hour, delivered, params)
         build_s = time.perf_counter() - start
-        plan = solve(rp.problem, params)
+        plan = self.planner.solver(rp.problem, params, None)
         plan = dataclasses.replace(plan, build_seconds=build_s)
         if self._validate:
             assert_plan_feasible(rp.inputs, rp.problem, plan)

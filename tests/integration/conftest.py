@@ -45,6 +45,9 @@ class ServerFactory:
             "redis_url": self.redis_url,
             "key_prefix": self.prefix,
             "validate_plans": True,
+            # solve in the server's own process: a child per test server would cost a second each;
+            # test_solver_process.py covers the child-process solver (the default of a real server)
+            "solve_process": False,
             "shutdown_grace_s": 1.0,
             "data_dir": self.tmp / "data",
         }

@@ -1,0 +1,92 @@
+"""Solves in a child process, so a replica keeps serving while it solves.
+
+OR-Tools' min-cost flow holds the GIL for the whole solve (measured: a thread that ticks every
+millisecond ticked once during a 3.4 s solve), so a solve in the server process stalls every RPC of that
+replica, PickMerchants included. A SolverProcess runs solve() in one long-lived spawned child (warm
+imports) and forwards its phase events back, so progress streaming still works.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from allocator.domain import Plan, Problem, SolveParams
+from allocator.errors import Unavailable
+
+logger = logging.getLogger(__name__)
+
+_events: Any = None  # the child's end of the event queue
+
+
+def _init(events: Any) -> None:
+    global _events
+    _events = events
+    import allocator.optimise  # noqa: F401  (warm: the first solve should not pay for the imports)
+
+
+def _run(token: str, problem: Problem, params: SolveParams) -> Plan:
+    from allocator.optimise import solve
+
+    return solve(problem, params, on_phase=lambda phase: _events.put((token, phase)))
+
+
+class SolverProcess:
+    """One child process that runs solves one at a time (calls from several threads queue up)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._events: Any = None
+        self._sinks: dict[str, Callable[[str], None] | None] = {}
+
+    def _ensure(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                ctx = mp.get_context("spawn")
+                self._events = ctx.Queue()
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=ctx, initializer=_init, initargs=(self._events,)
+                )
+                threading.Thread(
+                    target=self._forward, args=(self._events,), name="solver-events", daemon=True
+                ).start()
+            return self._pool
+
+    def _forward(self, events: Any) -> None:
+        while True:
+            item = events.get()
+            if item is None:
+                return
+            token, phase = item
+            sink = self._sinks.get(token)
+            if sink is not None:
+                sink(phase)
+
+    def solve(
+        self, problem: Problem, params: SolveParams, on_phase: Callable[[str], None] | None = None
+    ) -> Plan:
+        token = uuid.uuid4().hex
+        self._sinks[token] = on_phase
+        try:
+            return self._ensure().submit(_run, token, problem, params).result()
+        except BrokenProcessPool as exc:  # the child died (killed, out of memory): start afresh next time
+            logger.error("the solver process died: %s", exc)
+            with self._lock:
+                self._pool = None
+            raise Unavailable("the solver process died during the solve; retry") from exc
+        finally:
+            self._sinks.pop(token, None)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, events, self._pool = self._pool, self._events, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            events.put(None)

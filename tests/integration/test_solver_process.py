@@ -1,0 +1,39 @@
+"""The default solver runs in a child process (OR-Tools holds the GIL while it solves): plans, progress
+events and re-plans come through it, and the child goes away with the server."""
+
+from __future__ import annotations
+
+import psutil
+
+from allocator_client import AllocatorClient
+from tests.integration.conftest import ServerFactory
+from tests.integration.helpers import DATE, redemption
+from tests.integration.serving_helpers import pick, solved_day
+from trafficalloc.v1 import allocator_pb2 as pb
+
+
+def test_solves_and_replans_run_in_a_child_process_that_stops_with_the_server(servers: ServerFactory) -> None:
+    srv = servers.start(solve_process=True)
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    with AllocatorClient(srv.target, timeout=120) as c:
+        c.wait_until_serving(20)
+        plan_id = solved_day(c)
+        children = [  # the solver (multiprocessing's resource tracker lives on with the test process)
+            p
+            for p in me.children(recursive=True)
+            if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline())
+        ]
+        assert children, "the solve did not start a solver process"
+        phases = [r.phase for r in c.solve_stream(pb.SolveStreamRequest(start_date=DATE, dry_run=True))]
+        assert phases[-1] == pb.SOLVE_PHASE_DONE
+        # a cache hit has no solver phases; a changed input is solved in the child and streams them
+        c.record_redemption(redemption("one-more", "m-extra", 700))
+        phases = [r.phase for r in c.solve_stream(pb.SolveStreamRequest(start_date=DATE, dry_run=True))]
+        assert pb.SOLVE_PHASE_PAID_FLOW in phases and pb.SOLVE_PHASE_FREE_POOL in phases
+        assert pick(c, 10, 30, count=3).plan_id == plan_id
+        out = c.replan(pb.ReplanRequest(date=DATE, from_hour=12))
+        assert out.plan.active and out.previous_plan_id == plan_id
+    srv.app.stop(1)
+    for child in children:
+        child.wait(timeout=10)  # the solver process is gone with the server
