@@ -17,7 +17,7 @@ import redis
 from allocator.serving.pacing import allowance
 from allocator_client import AllocatorClient, AllocatorError
 from tests.integration.conftest import ServerFactory
-from tests.integration.helpers import DATE, HOME, PAY
+from tests.integration.helpers import DATE, HOME, PAY, redemption
 from tests.integration.serving_helpers import node_counts, node_plan, pick, solved_day, start_process
 from trafficalloc.v1 import allocator_pb2 as pb
 
@@ -124,21 +124,42 @@ def test_pacing_holds_through_a_simulated_hour(
 
 
 def test_merchants_behind_their_pace_are_favoured(client: AllocatorClient) -> None:
-    """Half-way through the hour, lines that got nothing yet are picked before lines on pace."""
-    solved_day(client)
-    planned = node_plan(client, 10)
-    # bring half of the lines to their half-hour pace with picks at 10:30
-    shown: Counter[str] = Counter()
-    for _ in range(40):
-        for m in pick(client, 10, 30, count=5).merchants:
-            shown[field(m)] += 1
-    behind = [f for f in planned if shown[f] < planned[f] * 0.25]
-    ahead = [f for f in planned if shown[f] >= planned[f] * 0.45]
-    if behind and ahead:
-        later = Counter(field(m) for _ in range(10) for m in pick(client, 10, 31, count=5).merchants)
-        rate_behind = sum(later[f] for f in behind) / len(behind)
-        rate_ahead = sum(later[f] for f in ahead) / len(ahead)
-        assert rate_behind >= rate_ahead
+    """Half-way through the hour, half of the paid lines are on pace (reported delivered) and half got
+    nothing yet: per impression of plan, the lines behind are picked several times as often."""
+    node = pb.SupplyNode(
+        hour=10, channel=HOME, region="north", capacity_impressions=20_000, price_points_per_mille=50
+    )
+    client.publish_inventory(pb.PublishInventoryRequest(request_id="one-node", date=DATE, nodes=[node]))
+    for i in range(12):  # 800..1,680 impressions each, all on the one node
+        client.record_redemption(redemption(f"r{i}", f"m{i}", 40 + 4 * i, channels=(HOME,)))
+    client.solve(pb.SolveRequest(start_date=DATE))
+    hour = 10
+    planned = node_plan(client, hour)
+    lines = sorted(planned)
+    on_pace, behind = lines[::2], lines[1::2]
+    assert len(on_pace) == len(behind) == 6
+    client.report_delivery(
+        pb.ReportDeliveryRequest(
+            date=DATE,
+            hour=10,
+            channel=HOME,
+            region="north",
+            deliveries=[
+                pb.DeliveryCount(
+                    merchant_id=client.get_redemption(
+                        pb.GetRedemptionRequest(redemption_id=f[2:])
+                    ).redemption.merchant_id,
+                    redemption_id=f[2:],
+                    impressions=planned[f] // 2,
+                )
+                for f in on_pace
+            ],
+        )
+    )
+    later = Counter(field(m) for _ in range(150) for m in pick(client, hour, 30, count=1).merchants)
+    rate_on_pace = sum(later[f] for f in on_pace) / sum(planned[f] for f in on_pace)
+    rate_behind = sum(later[f] for f in behind) / sum(planned[f] for f in behind)
+    assert rate_behind > 2 * rate_on_pace  # weights are 4x the plan against 0.5x: ~8x in expectation
 
 
 def test_report_delivery_counts_once_flags_over_plan_and_refuses_unplanned_lines(
