@@ -54,17 +54,11 @@ class PlanLines:
 
     @cached_property
     def _paid(self) -> tuple[np.ndarray, np.ndarray]:
-        s = self.view.s
-        order = np.argsort(s.paid_node, kind="stable")
-        bounds = np.searchsorted(s.paid_node[order], np.arange(s.node_capacity.size + 1))
-        return order, bounds
+        return _by_node(self.view.s.paid_node, self.view.s.node_capacity.size)
 
     @cached_property
     def _free(self) -> tuple[np.ndarray, np.ndarray]:
-        s = self.view.s
-        order = np.argsort(s.free_node, kind="stable")
-        bounds = np.searchsorted(s.free_node[order], np.arange(s.node_capacity.size + 1))
-        return order, bounds
+        return _by_node(self.view.s.free_node, self.view.s.node_capacity.size)
 
     @cached_property
     def node_limit(self) -> I64:
@@ -176,3 +170,9 @@ class PlanLines:
             ),
             node_limit=int(self.node_limit[node]),
         )
+
+
+def _by_node(node_of: np.ndarray, nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Arc indices grouped by node: the arcs of node i are order[bounds[i]:bounds[i + 1]]."""
+    order = np.argsort(node_of, kind="stable")
+    return order, np.searchsorted(node_of[order], np.arange(nodes + 1))
