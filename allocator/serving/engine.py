@@ -25,7 +25,14 @@ from allocator.errors import Unavailable
 from allocator.planner import Planner
 from allocator.serving.lines import NodeLines, PlanLines
 from allocator.serving.pacing import allowance, candidate_order, candidates_for, hour_fraction, weights
-from allocator.store.serving import NODE_TOTAL, FlushBatch, NodeBatch, ServingStore
+from allocator.store.serving import (
+    NODE_TOTAL,
+    FlushBatch,
+    NodeBatch,
+    ServingStore,
+    encode_answer,
+    pack_candidates,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -192,15 +199,12 @@ class ServingEngine:
             if order.size == 0:
                 break
             idx = order.tolist()
-            fields, merchants = lines.fields, lines.merchants
-            allows, limits, costs = (
+            candidates = pack_candidates(
+                [lines.fields[i] for i in idx],
+                [lines.merchants[i] for i in idx],
                 allow[order].tolist(),
                 lines.budget_limit[order].tolist(),
                 lines.unit_cost[order].tolist(),
-            )
-            candidates = "\n".join(
-                f"{fields[i]}\t{merchants[i]}\t{a}\t{b}\t{c}"
-                for i, a, b, c in zip(idx, allows, limits, costs, strict=True)
             )
             try:
                 outcome = self.store.pick(
@@ -319,8 +323,7 @@ class ServingEngine:
             result = PickResult(
                 [picked_of(f, m) for f, m in chosen], plan.plan_id, date, node_id[1], degraded=True
             )
-            answer = "\n".join(f"{f}\t{m}" for f, m in chosen)
-            batch.answers[request_id] = answer
+            batch.answers[request_id] = encode_answer(chosen)
             self._replay[request_id] = (result, date.isoformat())
             while len(self._replay) > self.config.replay_cache_size:
                 self._replay.popitem(last=False)

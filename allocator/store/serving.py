@@ -127,15 +127,6 @@ return 1
 
 
 @dataclass(frozen=True)
-class Candidate:
-    field: str
-    merchant: str
-    allow: int  # count must stay below this (the smaller of its plan and its pace allowance)
-    budget_limit: int  # millipoints; -1: no limit
-    unit_cost: int
-
-
-@dataclass(frozen=True)
 class PickOutcome:
     replayed: bool
     chosen: list[tuple[str, str]]  # (field, merchant) in answer order
@@ -164,9 +155,19 @@ class FlushBatch:
         return not self.nodes and not self.answers
 
 
-def encode_candidates(candidates: Sequence[Candidate]) -> str:
+def pack_candidates(
+    fields: Sequence[str],
+    merchants: Sequence[str],
+    allows: Sequence[int],
+    budget_limits: Sequence[int],
+    unit_costs: Sequence[int],
+) -> str:
+    """The pick script's candidates argument: a line each, in order of preference. allow: the count must
+    stay below it (the smaller of the line's plan and its pace allowance); budget limit in millipoints,
+    -1 for none; unit cost: millipoints one impression spends."""
     return "\n".join(
-        f"{c.field}\t{c.merchant}\t{c.allow}\t{c.budget_limit}\t{c.unit_cost}" for c in candidates
+        f"{f}\t{m}\t{a}\t{b}\t{c}"
+        for f, m, a, b, c in zip(fields, merchants, allows, budget_limits, unit_costs, strict=True)
     )
 
 
@@ -201,17 +202,17 @@ class ServingStore:
         request_id: str,
         want: int,
         node_limit: int,
-        candidates: Sequence[Candidate] | str,
+        candidates: str,
         *,
         append: bool = False,
     ) -> PickOutcome:
-        packed = candidates if isinstance(candidates, str) else encode_candidates(candidates)
+        """One round of a pick; `candidates` comes from pack_candidates."""
         args: list[str | int] = [
             self._request_ttl,
             self._counter_ttl,
             want,
             node_limit,
-            packed,
+            candidates,
             "1" if append else "0",
         ]
         keys = [node_key, self._k.serving_budget(date), self._k.serving_request(date, request_id)]
@@ -220,10 +221,6 @@ class ServingStore:
             return PickOutcome(True, decode_answer(result[1]))
         counts = [int(x) for x in cast(bytes, result[2]).split(b",")]
         return PickOutcome(False, decode_answer(result[1]), counts[0], counts[1:])  # whole answer so far
-
-    def stored_answer(self, date: str, request_id: str) -> list[tuple[str, str]] | None:
-        raw = self._r.get(self._k.serving_request(date, request_id))
-        return None if raw is None else decode_answer(cast(bytes, raw))
 
     def report(
         self,
