@@ -106,7 +106,6 @@ class SolveParams:
     under_delivery_penalty: int = 10_000_000  # cost per undelivered point; dominates any value
     spread_penalty: int = 10_000  # extra cost per point above a representativeness cap (soft caps)
     time_limit_s: float = 60.0
-    fairness_rel_tol: float = 1e-5  # bisection tolerance of the max-min level
 
 
 @dataclass(frozen=True)

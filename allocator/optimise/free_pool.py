@@ -1,29 +1,42 @@
-"""The daily-promotion (free) pool: weighted lexicographic max-min fairness by water-filling.
+"""The daily-promotion (free) pool: exact weighted lexicographic max-min fairness by decomposition.
 
 Every node's free capacity is its reserved share plus the paid capacity the paid plan left unused, i.e.
-capacity minus paid impressions. A common level t rises for all unfrozen merchants; merchant f may take
-min(floor(w_f t), free_cap_f) impressions. Each round finds the largest feasible t with max-flow checks on
-ONE SimpleMaxFlow built once from arrays (only the source-arc capacities change between checks):
-probe a little above the last level (doubling the step while feasible) to get an infeasible t, then take
-Newton steps from its min cut -- the level at which the cut's merchants exactly fill the cut's nodes, as in
-parametric max-flow -- falling back to bisection (params.fairness_rel_tol, or half an impression of the
-heaviest merchant) when a step stalls. The source side of the min cut at the infeasible t holds the
-bottlenecked merchants: they freeze at floor(w_f t_feasible), as do merchants that reached their cap, and
-the rest rise again, until everyone is frozen. At the deadline everyone still rising freezes at the
-current feasible level (the plan stays valid; the caller reports TIME_LIMIT).
+capacity minus paid impressions. Merchant f at level t may take min(w_f t, cap_f) impressions; the fair
+allocation is the lexicographically max-min vector of levels (the lexicographically optimal base of the
+polymatroid the bipartite network defines, Fujishige's decomposition algorithm).
 
-The result is lexicographically max-min up to integer rounding (each merchant is within one impression of
-w_f times its level). Capacity still reachable after the last level may stay unused: a merchant never
-takes more than its fair level.
+A subproblem is a set of merchants M with the set of nodes N they may still use. Its *balanced level* t is
+the one at which the merchants' allowances fill N exactly: sum over M of min(w_f t, cap_f) = free(N)
+(piecewise linear in t, solved on its own segment; all merchants capped when even their caps do not fill
+N). ONE max flow (source -> merchant at floor(w_f t) -> eligible node -> sink at the node's free capacity)
+decides it: if every allowance is served, all of M share level t (the capped ones keep their cap) and the
+subproblem is a *leaf*. If not, the source side of the min cut is the bottleneck set S: its nodes N(S)
+cannot carry S's allowances, so every merchant of S ends strictly below t and uses all of N(S), and every
+other merchant ends at t or above and never needs N(S). The subproblem splits into (S, N(S)) and
+(M minus S, N minus N(S)), each solved the same way. Subproblems are disjoint, so the max flows of one
+depth of the recursion together cost about one max flow over the whole network, and there are as many
+leaves as distinct levels. (The previous water-filling re-solved the whole network two or three times for
+every level: 239 max flows for 79 levels at the 1M-arc benchmark, 14 s; this takes about one per leaf and
+split, each on a shrinking part.)
 
-Spreading. The max-flow's own split puts a merchant's whole allocation wherever the augmenting paths went
+Integer rounding. A leaf gives each merchant floor(w_f t), so up to one impression per merchant of its
+nodes may be left. The leaf then tops those up: a second max flow on the residual network of the first
+(without the source arcs' reverse arcs, so nobody loses anything) gives at most one more impression to
+merchants below their cap. The result: no merchant below its cap can gain an impression without a merchant
+at or below its level losing one (tests/unit/test_properties.py checks exactly that with scipy's max flow).
+
+Spreading. A max flow's own split puts a merchant's whole allocation wherever the augmenting paths went
 (often a single node), so the final per-(merchant, node) split comes from ONE SimpleMinCostFlow with the
 totals y_f fixed: merchant f supplies y_f, arc (f, s) carries up to the soft representativeness cap
 ceil(kappa * y_f * nodefree_s / eligible_free_f) at cost 0 and the rest of nodefree_s through a parallel
-overflow arc at cost 1, and node s takes at most nodefree_s. The max-flow's split is a feasible flow of this
-network, so it is feasible and the totals (hence the level) are unchanged; it only spreads each merchant
-over its eligible free supply, as the paid tier does. Should that solve fail anyway, the max-flow's split
-is kept and extras["free_spread_failed"] is 1.
+overflow arc at cost 1, and node s takes at most nodefree_s. The leaves' max flows together are a feasible
+flow of this network, so the totals (hence the levels) are unchanged; it only spreads each merchant over
+its eligible free supply, as the paid tier does.
+
+Time limit. The deadline is checked before every max flow. Subproblems not yet solved when it passes keep
+an allocation known to be feasible for them: the T side of a split keeps the allowances its merchants were
+fully served at in the parent's max flow (the cut's sink side is fully served and uses no node of N(S));
+the S side gets nothing. The plan stays valid; the caller reports TIME_LIMIT.
 
 free_level is the minimum of impressions / weight over the *included* merchants: those with at least one
 eligible arc, a positive cap and a positive weight. The others get nothing and are counted in the extras.
@@ -62,58 +75,175 @@ def node_free_capacity(problem: Problem, paid_node: I32, paid_impressions: I64) 
     return np.maximum(problem.node_capacity - used, 0)
 
 
-class _Network:
-    """source -> merchant -> node -> sink, built once; feasibility checks only reset the source arcs."""
+@dataclass(frozen=True)
+class _Sub:
+    """A subproblem: merchants (ids), the free arcs between them and their usable nodes, those nodes, and
+    allowances known to be feasible here should the deadline stop the solve before it."""
+
+    merchants: I64
+    arcs: I64
+    nodes: I64
+    safe: I64
+
+
+def balanced_level(w: F64, cap: I64, free: int) -> float:
+    """The level t at which sum(min(w_f t, cap_f)) == free (inf when even every cap does not reach free).
+
+    The sum is piecewise linear in t with breakpoints cap_f / w_f; the root is found on its own segment.
+    """
+    cc = cap.astype(np.float64)
+    if cc.sum() <= free:
+        return float("inf")
+    brk = cc / w
+    order = np.argsort(brk)
+    ww, cc, brk = w[order], cc[order], brk[order]
+    capped_before = np.concatenate([[0.0], np.cumsum(cc)[:-1]])  # caps of merchants j < k
+    weight_from = np.cumsum(ww[::-1])[::-1]  # weights of merchants j >= k
+    k = int(np.flatnonzero(capped_before + brk * weight_from >= free)[0])  # demand at breakpoint k
+    return max(0.0, (free - float(capped_before[k])) / float(weight_from[k]))
+
+
+class _Decomposition:
+    """The recursion of the module docstring over the free arcs of one problem."""
 
     def __init__(self, problem: Problem, node_free: I64) -> None:
-        n_f, n_s = problem.free_weight.size, node_free.size
-        self.n_f = n_f
-        self.sink = n_f + n_s + 1
-        self.mf = max_flow.SimpleMaxFlow()
-        merchants = np.arange(1, n_f + 1, dtype=np.int32)
-        nodes = np.arange(n_f + 1, n_f + n_s + 1, dtype=np.int32)
-        # source -> merchant: its allowance at the current level (reset on every check)
-        self.src_arcs = np.asarray(
-            self.mf.add_arcs_with_capacity(np.zeros(n_f, np.int32), merchants, np.zeros(n_f, np.int64)),
-            dtype=np.int32,
-        )
-        # merchant -> eligible node: one more than the node can take, so it is never saturated and a min
-        # cut never runs through it (the cut's nodes are then exactly those reachable from its merchants)
-        self.mid_arcs = np.asarray(
-            self.mf.add_arcs_with_capacity(
-                problem.free_arc_merchant.astype(np.int32) + 1,
-                problem.free_arc_node.astype(np.int32) + n_f + 1,
-                node_free[problem.free_arc_node].astype(np.int64) + 1,
-            ),
-            dtype=np.int32,
-        )
-        # node -> sink: the node's free capacity
-        self.mf.add_arcs_with_capacity(nodes, np.full(n_s, self.sink, np.int32), node_free.astype(np.int64))
+        self.w: F64 = problem.free_weight
+        self.cap: I64 = problem.free_cap.astype(np.int64)
+        self.arc_m = problem.free_arc_merchant.astype(np.int64)
+        self.arc_n = problem.free_arc_node.astype(np.int64)
+        self.node_free = node_free.astype(np.int64)
+        self.n_f, self.n_s = self.w.size, node_free.size
+        self.sink = self.n_f + self.n_s + 1
+        self.totals = np.zeros(self.n_f, dtype=np.int64)
+        self.leaves = 0
         self.solves = 0
+        self.topped_up = 0
 
-    def feasible(self, caps: I64) -> bool:
-        """Whether every merchant can receive its `caps` impressions at once."""
-        self.mf.set_arcs_capacity(self.src_arcs, caps)
-        status = self.mf.solve(0, self.sink)
+    def _max_flow(self, sub: _Sub, allow: I64) -> tuple[max_flow.SimpleMaxFlow, bool]:
+        """One max flow of `sub` with `allow` on the source arcs; whether every allowance is served."""
+        mf = max_flow.SimpleMaxFlow()
+        mf.add_arcs_with_capacity(
+            np.zeros(sub.merchants.size, np.int32), (sub.merchants + 1).astype(np.int32), allow
+        )
+        # merchant -> node: one more than the node can take, so a min cut never runs through it (the cut's
+        # nodes are then exactly those its merchants can reach)
+        heads = self.arc_n[sub.arcs]
+        mf.add_arcs_with_capacity(
+            (self.arc_m[sub.arcs] + 1).astype(np.int32),
+            (heads + self.n_f + 1).astype(np.int32),
+            self.node_free[heads] + 1,
+        )
+        mf.add_arcs_with_capacity(
+            (sub.nodes + self.n_f + 1).astype(np.int32),
+            np.full(sub.nodes.size, self.sink, np.int32),
+            self.node_free[sub.nodes],
+        )
+        status = mf.solve(0, self.sink)
         self.solves += 1
-        if status != self.mf.OPTIMAL:
+        if status != mf.OPTIMAL:
             raise RuntimeError(f"free-pool max flow status {status.name}")
-        return bool(self.mf.optimal_flow() == int(caps.sum()))
+        return mf, bool(mf.optimal_flow() == int(allow.sum()))
 
-    def cut(self) -> tuple[np.ndarray, np.ndarray]:
-        """Source side of the last solve's min cut: (boolean mask of merchants, indices of nodes)."""
-        side = np.asarray(self.mf.get_source_side_min_cut(), dtype=np.int64)
-        mask = np.zeros(self.n_f, dtype=bool)
-        mask[side[(side >= 1) & (side <= self.n_f)] - 1] = True
-        return mask, side[(side > self.n_f) & (side < self.sink)] - self.n_f - 1
+    def _leaf(self, sub: _Sub, allow: I64) -> None:
+        self.totals[sub.merchants] = allow
+        self.leaves += 1
+
+    def _top_up(self, sub: _Sub, allow: I64, mf: max_flow.SimpleMaxFlow) -> I64:
+        """`allow` plus at most one impression each from what the leaf's nodes have left (the floors').
+
+        A max flow on the residual network of the leaf's served flow `mf`, without the source arcs' reverse
+        arcs: it can only add to the served flow, so every merchant keeps its allowance.
+        """
+        m, n_arcs = sub.merchants.size, sub.arcs.size
+        takers = np.flatnonzero(allow < self.cap[sub.merchants])
+        if takers.size == 0:
+            return allow
+        used = np.asarray(mf.flows(np.arange(m, m + n_arcs, dtype=np.int32)), dtype=np.int64)
+        heads = self.arc_n[sub.arcs]
+        spare = self.node_free[sub.nodes] - np.bincount(heads, weights=used, minlength=self.n_s)[
+            sub.nodes
+        ].astype(np.int64)
+        if not (spare > 0).any():
+            return allow
+        tails_m = (self.arc_m[sub.arcs] + 1).astype(np.int32)
+        heads_n = (heads + self.n_f + 1).astype(np.int32)
+        back = np.flatnonzero(used > 0)
+        open_nodes = np.flatnonzero(spare > 0)
+        res = max_flow.SimpleMaxFlow()
+        res.add_arcs_with_capacity(
+            np.zeros(takers.size, np.int32),
+            (sub.merchants[takers] + 1).astype(np.int32),
+            np.ones(takers.size, np.int64),
+        )
+        res.add_arcs_with_capacity(tails_m, heads_n, self.node_free[heads] + 1)
+        res.add_arcs_with_capacity(heads_n[back], tails_m[back], used[back])
+        res.add_arcs_with_capacity(
+            (sub.nodes[open_nodes] + self.n_f + 1).astype(np.int32),
+            np.full(open_nodes.size, self.sink, np.int32),
+            spare[open_nodes],
+        )
+        self.solves += 1
+        if res.solve(0, self.sink) != res.OPTIMAL:
+            raise RuntimeError("free-pool top-up max flow failed")
+        out = allow.copy()
+        out[takers] += np.asarray(res.flows(np.arange(takers.size, dtype=np.int32)), dtype=np.int64)
+        self.topped_up += int(out.sum() - allow.sum())
+        return out
+
+    def run(self, root: _Sub, deadline: float | None) -> bool:
+        """Solve every subproblem from `root`; True when the deadline cut it short."""
+        stack = [root]
+        while stack:
+            sub = stack.pop()
+            if deadline is not None and time.perf_counter() > deadline:
+                for rest in [sub, *stack]:
+                    self.totals[rest.merchants] = rest.safe
+                return True
+            w, cap = self.w[sub.merchants], self.cap[sub.merchants]
+            level = balanced_level(w, cap, int(self.node_free[sub.nodes].sum()))
+            allow = (
+                cap.copy() if level == float("inf") else np.minimum(np.floor(w * level), cap).astype(np.int64)
+            )
+            mf, served = self._max_flow(sub, allow)
+            if served:
+                self._leaf(sub, allow if level == float("inf") else self._top_up(sub, allow, mf))
+                continue
+            side = np.asarray(mf.get_source_side_min_cut(), dtype=np.int64)
+            in_cut = np.zeros(self.n_f + 1, dtype=bool)
+            in_cut[side[(side >= 1) & (side <= self.n_f)] - 1] = True
+            cut_nodes = np.zeros(self.n_s, dtype=bool)
+            cut_nodes[side[(side > self.n_f) & (side < self.sink)] - self.n_f - 1] = True
+            s_mask = in_cut[sub.merchants]
+            if s_mask.all() or not s_mask.any():  # not in exact arithmetic; keep what the flow served
+                logger.warning(
+                    "free pool: a cut of %d merchants did not split; keeping the flow", s_mask.size
+                )
+                served_now = np.asarray(mf.flows(np.arange(sub.merchants.size, dtype=np.int32)), np.int64)
+                self._leaf(sub, served_now)
+                continue
+            arc_in_s = in_cut[self.arc_m[sub.arcs]]
+            t_arcs = sub.arcs[~arc_in_s & ~cut_nodes[self.arc_n[sub.arcs]]]
+            t_nodes = sub.nodes[~cut_nodes[sub.nodes]]
+            # nodes no merchant of T can reach stay unused: nobody outside T can reach them either
+            reach = np.zeros(self.n_s, dtype=bool)
+            reach[self.arc_n[t_arcs]] = True
+            t_nodes = t_nodes[reach[t_nodes]]
+            t_sub = _Sub(sub.merchants[~s_mask], t_arcs, t_nodes, allow[~s_mask])
+            s_sub = _Sub(
+                sub.merchants[s_mask],
+                sub.arcs[arc_in_s],
+                sub.nodes[cut_nodes[sub.nodes]],
+                np.zeros(int(s_mask.sum()), np.int64),
+            )
+            stack.extend((t_sub, s_sub))  # the bottleneck first: lower levels are settled first
+        return False
 
 
-def solve_free(
-    problem: Problem, node_free: I64, rel_tol: float, deadline: float | None, kappa: float = 2.0
-) -> FreeResult:
-    """Water-fill the free pool over `node_free` impressions; stop at `deadline` (perf_counter seconds).
+def solve_free(problem: Problem, node_free: I64, deadline: float | None, kappa: float = 2.0) -> FreeResult:
+    """Divide the free pool over `node_free` impressions fairly; stop at `deadline` (perf_counter seconds).
 
-    The totals are then spread over each merchant's eligible free supply with soft caps of factor `kappa`.
+    The totals are then topped up and spread over each merchant's eligible free supply with soft caps of
+    factor `kappa` (see the module docstring).
     """
     w: F64 = problem.free_weight
     cap: I64 = problem.free_cap.astype(np.int64)
@@ -129,101 +259,22 @@ def solve_free(
         return FreeResult(empty.astype(np.int32), empty.astype(np.int32), empty, 0.0, False, extras)
 
     started = time.perf_counter()
-    net = _Network(problem, node_free)
-    extras["free_build_seconds"] = time.perf_counter() - started
-    frozen = np.zeros(n_f, dtype=np.int64)
-    active = included.copy()
-    lo, rounds, timed_out = 0.0, 0, False
-
-    def caps_at(t: float) -> I64:
-        c = frozen.copy()
-        c[active] = np.minimum(np.floor(w[active] * t), cap[active]).astype(np.int64)
-        return c
-
-    def newton(in_cut: np.ndarray, cut_nodes: np.ndarray) -> float | None:
-        """Level at which the cut's merchants exactly fill the cut's nodes (continuous, caps respected).
-
-        The cut's demand sum(min(w_f t, cap_f)) is piecewise linear in t with breakpoints cap_f / w_f; the
-        root is found on its own segment, so a merchant capped at the infeasible level but not at the root
-        is not counted as capped (that made the step too small, even negative, freezing the cut too early).
-        """
-        need = float(node_free[cut_nodes].sum()) - float(frozen[in_cut & ~active].sum())
-        rising = in_cut & active
-        ww, cc = w[rising], cap[rising].astype(np.float64)
-        if ww.size == 0:
-            return None
-        order = np.argsort(cc / ww)
-        ww, cc = ww[order], cc[order]
-        brk = cc / ww
-        capped_before = np.concatenate([[0.0], np.cumsum(cc)[:-1]])  # caps of merchants j < k
-        weight_from = np.cumsum(ww[::-1])[::-1]  # weights of merchants j >= k
-        reached = np.flatnonzero(capped_before + brk * weight_from >= need)  # demand at breakpoint k
-        if reached.size == 0:
-            return None  # the cut's merchants cannot fill it even all capped
-        k = int(reached[0])
-        return (need - float(capped_before[k])) / float(weight_from[k])
-
-    def late() -> bool:
-        return deadline is not None and time.perf_counter() > deadline
-
-    while active.any() and not (timed_out := late()):
-        rounds += 1
-        rem = float(node_free.sum() - frozen.sum())
-        bound = min(float((cap[active] / w[active]).max()), (rem + active.sum() + 1) / float(w[active].sum()))
-        bound = max(bound, lo)
-        # below this width every allowance at hi is within one impression of the one at lo
-        width = max(rel_tol * bound, 0.5 / float(w[active].max()))
-        in_cut = np.zeros(n_f, dtype=bool)
-        hi: float | None = None
-        step: float | None = None
-        # 1. an infeasible level: probe a little above lo, doubling the step while feasible
-        grow = 0.01
-        cand = bound if lo == 0 else min(bound, lo * (1 + grow))
-        while hi is None and not (timed_out := late()):
-            if net.feasible(caps_at(cand)):
-                lo = cand
-                if cand >= bound:
-                    break  # every active merchant reaches its cap (or the bound): no bottleneck left
-                grow *= 2
-                cand = min(bound, lo * (1 + grow))
-            else:
-                hi = cand
-                in_cut, cut_nodes = net.cut()
-                step = newton(in_cut, cut_nodes)
-        # 2. Newton steps from the latest cut (bisection when they stall) until the cut cannot rise
-        while hi is not None and hi - lo > width and not (timed_out := late()):
-            if step is not None and step <= lo + rel_tol * bound:
-                break  # the cut's merchants fill its nodes at lo already: they freeze
-            cand = step if step is not None and step < hi else 0.5 * (lo + hi)
-            if net.feasible(caps_at(cand)):
-                lo = cand
-            else:
-                hi = cand
-                in_cut, cut_nodes = net.cut()
-                step = newton(in_cut, cut_nodes)
-        if timed_out:
-            break
-        c = caps_at(lo)
-        freeze = active & ((c >= cap) | in_cut)
-        if not freeze.any():  # cannot happen in exact arithmetic; never loop forever
-            logger.warning("free pool: no merchant froze at level %g; freezing all", lo)
-            freeze = active.copy()
-        frozen[freeze] = c[freeze]
-        active &= ~freeze
-
+    dec = _Decomposition(problem, node_free)
+    merchants = np.flatnonzero(included).astype(np.int64)
+    arcs = np.flatnonzero(included[problem.free_arc_merchant]).astype(np.int64)
+    nodes = np.unique(problem.free_arc_node[arcs]).astype(np.int64)
+    timed_out = dec.run(_Sub(merchants, arcs, nodes, np.zeros(merchants.size, np.int64)), deadline)
     if timed_out:
-        logger.warning("free pool stopped by the time limit at level %g after %d rounds", lo, rounds)
-        frozen = caps_at(lo)
-        active[:] = False
-
-    if not net.feasible(frozen):
-        logger.error("free pool: frozen allowances are not feasible; this is a bug")
-    flows = np.asarray(net.mf.flows(net.mid_arcs), dtype=np.int64)
-    got = np.zeros(n_f, dtype=np.int64)
-    np.add.at(got, problem.free_arc_merchant, flows)
+        logger.warning("free pool stopped by the time limit after %d leaves", dec.leaves)
+    extras.update(
+        free_rounds=float(dec.leaves),
+        free_maxflow_solves=float(dec.solves),
+        free_decompose_seconds=time.perf_counter() - started,
+    )
+    got = dec.totals
+    extras["free_topped_up"] = float(dec.topped_up)
+    flows = _spread(problem, node_free, got, kappa, extras)
     level = float((got[included] / w[included]).min())
-    extras.update(free_rounds=float(rounds), free_maxflow_solves=float(net.solves))
-    flows = _spread(problem, node_free, got, flows, kappa, extras)
     used = np.flatnonzero(flows > 0)
     merchant = problem.free_arc_merchant[used].astype(np.int32)
     return FreeResult(
@@ -231,18 +282,16 @@ def solve_free(
     )
 
 
-def _spread(
-    problem: Problem, node_free: I64, totals: I64, fallback: I64, kappa: float, extras: dict[str, float]
-) -> I64:
+def _spread(problem: Problem, node_free: I64, totals: I64, kappa: float, extras: dict[str, float]) -> I64:
     """Per free arc, the impressions of a min-cost flow that gives merchant f exactly totals[f], spread.
 
     Arc (f, s): up to ceil(kappa * totals_f * nodefree_s / eligible_free_f) (clipped to nodefree_s) at cost 0,
-    the rest of nodefree_s on a parallel overflow arc at cost 1; node s -> sink at most nodefree_s.
-    `fallback` (the max-flow's split, which has the same totals) is returned if the solve fails.
+    the rest of nodefree_s on a parallel overflow arc at cost 1; node s -> sink at most nodefree_s. Should
+    the solve fail, a max flow's split is used and extras["free_spread_failed"] is 1.
     """
     total = int(totals.sum())
     if total == 0:
-        return fallback
+        return np.zeros(problem.free_arc_merchant.size, np.int64)
     started = time.perf_counter()
     n_f, n_s = totals.size, node_free.size
     sink = n_f + n_s
@@ -282,12 +331,36 @@ def _spread(
     status = smcf.solve()
     extras["free_spread_seconds"] = time.perf_counter() - started
     if status != smcf.OPTIMAL:
-        logger.error("free pool: spreading min-cost flow status %s; keeping the max-flow split", status.name)
+        logger.error("free pool: spreading min-cost flow status %s; keeping a max-flow split", status.name)
         extras["free_spread_failed"] = 1.0
-        return fallback
+        return _plain_split(problem, node_free, totals)
     flows = np.asarray(smcf.flows(arc_ids[:b]), dtype=np.int64)
     spread = np.zeros(fm.size, np.int64)
     spread[live] = flows[:a]
     spread[has_over] += flows[a:b]
     extras["free_spread_overflow"] = float(flows[a:b].sum())
     return spread
+
+
+def _plain_split(problem: Problem, node_free: I64, totals: I64) -> I64:
+    """Any feasible per-arc split of `totals` (one max flow), for when the spreading solve fails."""
+    n_f, n_s = totals.size, node_free.size
+    sink = n_f + n_s + 1
+    mf = max_flow.SimpleMaxFlow()
+    mf.add_arcs_with_capacity(np.zeros(n_f, np.int32), np.arange(1, n_f + 1, dtype=np.int32), totals)
+    mid = np.asarray(
+        mf.add_arcs_with_capacity(
+            problem.free_arc_merchant.astype(np.int32) + 1,
+            problem.free_arc_node.astype(np.int32) + n_f + 1,
+            node_free[problem.free_arc_node].astype(np.int64),
+        ),
+        dtype=np.int32,
+    )
+    mf.add_arcs_with_capacity(
+        np.arange(n_f + 1, n_f + n_s + 1, dtype=np.int32),
+        np.full(n_s, sink, np.int32),
+        node_free.astype(np.int64),
+    )
+    if mf.solve(0, sink) != mf.OPTIMAL or mf.optimal_flow() != int(totals.sum()):
+        raise RuntimeError("free pool: the fair totals have no feasible split")
+    return np.asarray(mf.flows(mid), dtype=np.int64)

@@ -62,7 +62,7 @@ def solve(problem: Problem, params: SolveParams, on_phase: Callable[[str], None]
             on_phase("FREE_POOL")
         node_free = node_free_capacity(problem, paid.node, paid.impressions)
         try:
-            free = solve_free(problem, node_free, params.fairness_rel_tol, deadline, params.kappa)
+            free = solve_free(problem, node_free, deadline, params.kappa)
         except RuntimeError as exc:  # a max-flow failure: keep the paid plan, give nothing free
             logger.error("free pool failed: %s", exc)
             free = _no_free({"free_failed": 1.0})

@@ -7,10 +7,13 @@ import datetime as dt
 import numpy as np
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import maximum_flow
 
 from allocator.domain import (
     Channel,
     Eligibility,
+    Problem,
     ProblemInputs,
     Program,
     Redemption,
@@ -19,7 +22,7 @@ from allocator.domain import (
     SupplyNode,
 )
 from allocator.optimise import solve
-from allocator.optimise.free_pool import node_free_capacity
+from allocator.optimise.free_pool import node_free_capacity, solve_free
 from allocator.problem import build_problem
 from allocator.validate import assert_plan_feasible
 from bench.oracle import free_lp_level, paid_lp_objective
@@ -116,3 +119,72 @@ def test_plans_are_feasible_and_match_the_oracles(inp: ProblemInputs, params: So
         slack = 1.0 / float(problem.free_weight[included].min())
         assert plan.free_level <= lp_level + 1e-6
         assert plan.free_level >= 0.999 * lp_level - slack - 1e-9
+
+
+@st.composite
+def free_pools(draw: st.DrawFn) -> tuple[Problem, np.ndarray]:
+    """A bare free pool: merchants with weights and caps, nodes with free capacity, random eligibility."""
+    n_f, n_s = draw(st.integers(1, 8)), draw(st.integers(1, 6))
+    pairs = draw(
+        st.lists(st.tuples(st.integers(0, n_f - 1), st.integers(0, n_s - 1)), max_size=30, unique=True)
+    )
+    m = np.array([p[0] for p in pairs], np.int32)
+    s = np.array([p[1] for p in pairs], np.int32)
+    e = np.zeros(0, np.int64)
+    problem = Problem(
+        node_capacity=np.zeros(n_s, np.int64),
+        node_price=np.full(n_s, 10, np.int64),
+        node_channel=np.ones(n_s, np.int8),
+        node_free_reserved=np.zeros(n_s, np.int64),
+        demand_points=e,
+        demand_program=e.astype(np.int8),
+        arc_demand=e.astype(np.int32),
+        arc_node=e.astype(np.int32),
+        arc_quality=e.astype(np.float64),
+        free_weight=np.array(
+            draw(st.lists(st.sampled_from([0.3, 1.0, 2.0, 5.0]), min_size=n_f, max_size=n_f))
+        ),
+        free_cap=np.array(draw(st.lists(st.integers(0, 80), min_size=n_f, max_size=n_f)), np.int64),
+        free_arc_merchant=m,
+        free_arc_node=s,
+    )
+    node_free = np.array(draw(st.lists(st.integers(0, 60), min_size=n_s, max_size=n_s)), np.int64)
+    return problem, node_free
+
+
+def _all_served(problem: Problem, node_free: np.ndarray, demand: np.ndarray) -> bool:
+    """Whether every merchant can get `demand` at once (scipy's max flow: independent of OR-Tools)."""
+    n_f, n_s = demand.size, node_free.size
+    src, sink = n_f + n_s, n_f + n_s + 1
+    rows = np.concatenate([np.full(n_f, src), problem.free_arc_merchant, n_f + np.arange(n_s)])
+    cols = np.concatenate([np.arange(n_f), n_f + problem.free_arc_node, np.full(n_s, sink)])
+    caps = np.concatenate([demand, np.full(problem.free_arc_merchant.size, 10**6), node_free])
+    graph = csr_matrix((caps.astype(np.int32), (rows, cols)), shape=(sink + 1, sink + 1))
+    return bool(maximum_flow(graph, src, sink).flow_value == int(demand.sum()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(free_pools())
+def test_no_free_merchant_can_gain_without_one_at_or_below_its_level_losing(case) -> None:  # type: ignore[no-untyped-def]
+    problem, node_free = case
+    res = solve_free(problem, node_free, None, kappa=1.0)
+    n_f = problem.free_weight.size
+    got = np.bincount(res.merchant, weights=res.impressions, minlength=n_f).astype(np.int64)
+    w, cap = problem.free_weight, problem.free_cap
+    # feasible: only eligible arcs, no node over its free capacity, no merchant over its cap
+    eligible = set(zip(problem.free_arc_merchant.tolist(), problem.free_arc_node.tolist(), strict=True))
+    assert all((int(f), int(s)) in eligible for f, s in zip(res.merchant, res.node, strict=True))
+    assert (np.bincount(res.node, weights=res.impressions, minlength=node_free.size) <= node_free).all()
+    assert (got <= cap).all()
+    included = (np.bincount(problem.free_arc_merchant, minlength=n_f) > 0) & (cap > 0)
+    assert (got[~included] == 0).all()
+    level = got / w
+    for f in np.flatnonzero(included & (got < cap)):
+        # f gains one impression; merchants clearly above f (still above after losing one to f) may lose
+        # any amount, so they are left out; everyone else keeps what it has
+        above = (got - 1) / w > (got[f] + 1) / w[f]
+        demand = np.where(above, 0, got)
+        demand[f] += 1
+        assert not _all_served(problem, node_free, demand), (f, got.tolist(), level.tolist())
+    if included.any():
+        assert res.level == level[included].min()
