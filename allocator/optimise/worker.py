@@ -3,13 +3,16 @@
 OR-Tools' min-cost flow holds the GIL for the whole solve (measured: a thread that ticks every
 millisecond ticked once during a 3.4 s solve), so a solve in the server process stalls every RPC of that
 replica, PickMerchants included. A SolverProcess runs solve() in one long-lived spawned child (warm
-imports) and forwards its phase events back, so progress streaming still works.
+imports) and forwards its phase events back, so progress streaming still works. The child runs at a
+lower CPU priority (nice +10): a solve or re-plan is background work, picks are the hot path, and on a
+small machine the two compete for the same cores.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -23,11 +26,16 @@ from allocator.errors import Unavailable
 logger = logging.getLogger(__name__)
 
 _events: Any = None  # the child's end of the event queue
+NICENESS = 10  # added to the child's nice value: the serving threads of the replica come first
 
 
 def _init(events: Any) -> None:
     global _events
     _events = events
+    try:
+        os.nice(NICENESS)
+    except OSError as exc:  # not permitted here: solve at the normal priority
+        logging.getLogger(__name__).warning("could not lower the solver's priority: %s", exc)
     import allocator.optimise  # noqa: F401  (warm: the first solve should not pay for the imports)
 
 
