@@ -165,7 +165,9 @@ def _all_served(problem: Problem, node_free: np.ndarray, demand: np.ndarray) -> 
 
 @settings(max_examples=300, deadline=None)
 @given(free_pools())
-def test_no_free_merchant_can_gain_without_one_at_or_below_its_level_losing(case) -> None:  # type: ignore[no-untyped-def]
+def test_no_free_merchant_can_gain_without_one_at_or_below_its_level_losing(
+    case: tuple[Problem, np.ndarray],
+) -> None:
     problem, node_free = case
     res = solve_free(problem, node_free, None, kappa=1.0)
     n_f = problem.free_weight.size
