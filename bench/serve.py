@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from typing import Any, cast
 
 import grpc
@@ -121,6 +122,7 @@ def _closed_loop(
         stubs = [pb_grpc.AllocatorServiceStub(ch) for ch in channels]
         gen = _requests(slots, weights, when, seed)
         done = errors = degraded = empty = 0
+        codes: dict[str, int] = {}
         warm_end = time.perf_counter() + 1.0
         end = warm_end + duration
 
@@ -131,15 +133,16 @@ def _closed_loop(
                 now = time.perf_counter()
                 if now >= end:
                     return
+                code = ""
                 try:
                     r = await stub.PickMerchants(next(gen), timeout=10)
-                    ok = True
-                except grpc.aio.AioRpcError:
-                    ok = False
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code().name
                 if now >= warm_end:
                     done += 1
-                    if not ok:
+                    if code:
                         errors += 1
+                        codes[code] = codes.get(code, 0) + 1
                     elif r.degraded:
                         degraded += 1
                     elif not r.merchants:
@@ -148,7 +151,7 @@ def _closed_loop(
         await asyncio.gather(*(worker(i) for i in range(conc)))
         for ch in channels:
             await ch.close()
-        return {"calls": done, "errors": errors, "degraded": degraded, "empty": empty}
+        return {"calls": done, "errors": errors, "codes": codes, "degraded": degraded, "empty": empty}
 
     out.put(asyncio.run(run()))
 
@@ -173,6 +176,7 @@ def _open_loop(
         lat: list[float] = []
         alloc_lat: list[float] = []
         errors = degraded = empty = 0
+        codes: dict[str, int] = {}
         tasks = []
 
         async def one(i: int, scheduled: float, alloc: bool) -> None:
@@ -192,8 +196,9 @@ def _open_loop(
                     lat.append(time.perf_counter() - scheduled)
                     degraded += int(r.degraded)
                     empty += int(not r.merchants)
-            except grpc.aio.AioRpcError:
+            except grpc.aio.AioRpcError as exc:
                 errors += 1
+                codes[exc.code().name] = codes.get(exc.code().name, 0) + 1
 
         start = time.perf_counter() + 0.5
         total = int(rate * duration)
@@ -206,7 +211,14 @@ def _open_loop(
         await asyncio.gather(*tasks)
         for ch in channels:
             await ch.close()
-        return {"lat": lat, "alloc_lat": alloc_lat, "errors": errors, "degraded": degraded, "empty": empty}
+        return {
+            "lat": lat,
+            "alloc_lat": alloc_lat,
+            "errors": errors,
+            "codes": codes,
+            "degraded": degraded,
+            "empty": empty,
+        }
 
     out.put(asyncio.run(run()))
 
@@ -230,6 +242,7 @@ def closed_load(
         "rps": calls / duration,
         "calls": calls,
         "errors": sum(r["errors"] for r in results),
+        "error_codes": dict(sum((Counter(r["codes"]) for r in results), Counter())),
         "degraded": sum(r["degraded"] for r in results),
         "empty": sum(r["empty"] for r in results),
     }
@@ -267,6 +280,7 @@ def open_load(
         "alloc_p50_ms": float(np.percentile(alloc, 50)) if alloc.size else None,
         "alloc_p99_ms": float(np.percentile(alloc, 99)) if alloc.size else None,
         "errors": sum(r["errors"] for r in results),
+        "error_codes": dict(sum((Counter(r["codes"]) for r in results), Counter())),
         "degraded": sum(r["degraded"] for r in results),
         "calls": int(lat.size + alloc.size),
         "empty": sum(r["empty"] for r in results),
@@ -276,50 +290,60 @@ def open_load(
 # ---- the audit: counters against the plan --------------------------------------------------------
 
 
-def audit(r: redis.Redis, plan_id: str, date: dt.date) -> dict[str, int]:
-    """Impressions beyond any line's plan, nodes past their capacity, redemptions past their points due."""
+def audit(r: redis.Redis, plan_ids: list[str], date: dt.date) -> dict[str, int]:
+    """Impressions beyond any line's plan, nodes past their capacity, redemptions past their points due.
+
+    With several plans (re-plans during the run) a line's plan is the largest cap any of them gave it:
+    every pick is checked atomically against the caps of the plan it was served from, and the counters
+    only grow, so a count above every plan's cap is an impression no plan allowed.
+    """
     keys = Keys(PREFIX)
-    lines = PlanLines(plan_id, PlanView(decode_plan(cast(bytes, r.get(keys.plan_data(plan_id))))))
-    s = lines.view.s
-    regions = s.regions.tolist()
+    caps: dict[tuple[int, int, str], dict[str, int]] = {}
+    limits: dict[tuple[int, int, str], int] = {}
+    due: dict[str, int] = {}
+
+    def cap_of(node_id: tuple[int, int, str], fields: list[str], counts: list[int]) -> None:
+        line_caps = caps.setdefault(node_id, {})
+        for f, x in zip(fields, counts, strict=True):
+            line_caps[f] = max(line_caps.get(f, 0), x)
+
+    for plan_id in plan_ids:
+        lines = PlanLines(plan_id, PlanView(decode_plan(cast(bytes, r.get(keys.plan_data(plan_id))))))
+        s = lines.view.s
+        regions = s.regions.tolist()
+        # a re-plan keeps what each line had been shown before it (its cap where it gives nothing more)
+        if "held_field" in s.arrays:
+            for c, h, rg, f, x in zip(
+                s.held_channel.tolist(),
+                s.held_hour.tolist(),
+                s.held_region.tolist(),
+                s.held_field.tolist(),
+                s.held_count.tolist(),
+                strict=True,
+            ):
+                cap_of((c, h, rg), [f], [x])
+        for node in range(s.node_capacity.size):
+            node_id = (int(s.node_channel[node]), int(s.node_hour[node]), regions[int(s.node_region[node])])
+            nl = lines.lines(node)
+            cap_of(node_id, list(nl.fields), nl.cap.tolist())
+            limits[node_id] = max(limits.get(node_id, 0), int(lines.node_limit[node]))
+        for rid, b in zip(s.demand_redemption.tolist(), lines.demand_budget.tolist(), strict=True):
+            due[f"p:{rid}"] = max(due.get(f"p:{rid}", 0), int(b))
     over = nodes_over = impressions = 0
-    # a re-plan keeps what each line had been shown before it (its cap where it gives nothing more)
-    held: dict[tuple[int, int, str], dict[str, int]] = {}
-    if "held_field" in s.arrays:
-        for c, h, rg, f, x in zip(
-            s.held_channel.tolist(),
-            s.held_hour.tolist(),
-            s.held_region.tolist(),
-            s.held_field.tolist(),
-            s.held_count.tolist(),
-            strict=True,
-        ):
-            held.setdefault((c, h, rg), {})[f] = x
-    for node in range(s.node_capacity.size):
-        key = keys.serving_node(
-            date.isoformat(),
-            int(s.node_channel[node]),
-            int(s.node_hour[node]),
-            regions[int(s.node_region[node])],
-        )
-        counts = {k.decode(): int(v) for k, v in cast(dict[bytes, bytes], r.hgetall(key)).items()}
-        if not counts:
-            continue
+    # every counter of the date, including any on a node no plan has (all of it would be over)
+    prefix = keys.serving_node(date.isoformat(), 0, 0, "")[: -len("0:0:")]
+    for key in r.scan_iter(match=prefix.replace("{", "\\{").replace("}", "\\}") + "*", count=1000):
+        c, h, rg = key.decode()[len(prefix) :].split(":", 2)
+        caps.setdefault((int(c), int(h), rg), {})
+    for node_id, line_caps in caps.items():
+        raw = cast(dict[bytes, bytes], r.hgetall(keys.serving_node(date.isoformat(), *node_id)))
+        counts = {k.decode(): int(v) for k, v in raw.items()}
         total = counts.pop("_n", 0)
         impressions += total
-        nodes_over += int(total > int(lines.node_limit[node]))
-        nl = lines.lines(node)
-        cap = held.get(
-            (int(s.node_channel[node]), int(s.node_hour[node]), regions[int(s.node_region[node])]), {}
-        )
-        cap = {**cap, **dict(zip(nl.fields, nl.cap.tolist(), strict=True))}
-        over += sum(max(0, x - cap.get(f, 0)) for f, x in counts.items())
+        nodes_over += int(total > limits.get(node_id, 0))
+        over += sum(max(0, x - line_caps.get(f, 0)) for f, x in counts.items())
     raw_budget = cast(dict[bytes, bytes], r.hgetall(keys.serving_budget(date.isoformat())))
     budget = {k.decode(): int(v) for k, v in raw_budget.items()}
-    due = {
-        f"p:{rid}": int(b)
-        for rid, b in zip(s.demand_redemption.tolist(), lines.demand_budget.tolist(), strict=True)
-    }
     budget_over = sum(1 for f, x in budget.items() if f.startswith("p:") and x > due.get(f, 0))
     return {
         "over_delivered": over,
@@ -382,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                 merchants,
             )
             r = redis.Redis.from_url(red.url)
-            checked = audit(r, plan.plan_id, date)
+            checked = audit(r, [plan.plan_id], date)
             r.close()
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
@@ -420,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         "alloc_p99_ms": paced["alloc_p99_ms"],
         "paced_rps": round(0.7 * full["rps"], 1),
         "errors": full["errors"] + paced["errors"],
+        "error_codes": dict(Counter(full["error_codes"]) + Counter(paced["error_codes"])),
         "degraded": full["degraded"] + paced["degraded"],
         "empty_share": round(full["empty"] / max(1, full["calls"]), 4),
         "paced_empty_share": round(paced["empty"] / max(1, paced["calls"]), 4),
