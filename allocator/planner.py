@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from google.protobuf import timestamp_pb2
 
-from allocator import events
+from allocator import events, memory
 from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb
 from allocator.domain import Channel, Plan, Problem, ProblemInputs, Program, Rules, SolveParams, SupplyNode
 from allocator.errors import FailedPrecondition, NotFound, Unavailable
@@ -345,8 +345,11 @@ class Planner:
             view = PlanView(decode_plan(data))
             with self._guard:
                 self._views[plan_id] = view
+                evicted = len(self._views) > self._view_cache_size
                 while len(self._views) > self._view_cache_size:
                     self._views.popitem(last=False)
+            if evicted:
+                memory.trim()  # the dropped plan's arrays go back to the system (allocator.memory)
             return view
 
     def _local_lock(self, plan_id: str) -> threading.Lock:

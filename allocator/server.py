@@ -21,7 +21,7 @@ import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from allocator import access, logs
+from allocator import access, logs, memory
 from allocator.domain import SolveParams
 from allocator.metrics import Metrics, MetricsInterceptor
 from allocator.optimise.worker import SolverProcess
@@ -139,6 +139,7 @@ class App:
 
 def start_app(settings: Settings) -> App:
     """Start Redis (if embedded), build the server on settings.listen, and begin serving."""
+    memory.fix_mmap_threshold()  # plans swapped in and out must not fragment the heap (allocator.memory)
     rules = load_rules(settings.rules_file)
     try:  # before anything starts: a bad access, TLS or Redis TLS setting stops the start with a message
         policy = (
