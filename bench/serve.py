@@ -51,11 +51,15 @@ HOUR = 20  # the evening peak
 PICK_COUNT = 3
 
 
-def start_server(tmp: pathlib.Path, name: str, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    tmp: pathlib.Path, name: str, redis_url: str, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A server process with the defaults (ALLOCATOR_* in this environment is not passed on); extra: more
+    command-line settings, such as ("--workers", "8")."""
     port_file = tmp / f"{name}.port"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOCATOR_")}
     args = ["--listen", "127.0.0.1:0", "--port-file", str(port_file), "--redis-url", redis_url]
-    args += ["--key-prefix", PREFIX, "--log-level", "WARNING"]
+    args += ["--key-prefix", PREFIX, "--log-level", "WARNING", *extra]
     with open(tmp / f"{name}.log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "allocator.server", *args], env=env, stderr=log)
     deadline = time.monotonic() + 120
@@ -363,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--free-merchants", type=int, default=2_000)
     p.add_argument("--regions", type=int, default=8)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0, help="the servers' worker threads (0: their default)")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     a = p.parse_args(argv)
     date = dt.date(2026, 12, 1)
@@ -374,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = pathlib.Path(tmp_name)
         red = EmbeddedRedis(tmp / "redis").start()
         try:
-            servers = [start_server(tmp, f"s{i}", red.url) for i in range(a.replicas)]
+            extra = ("--workers", str(a.workers)) if a.workers else ()
+            servers = [start_server(tmp, f"s{i}", red.url, extra) for i in range(a.replicas)]
             procs = [s[0] for s in servers]
             targets = [s[1] for s in servers]
             with AllocatorClient(targets[0], timeout=600) as client:
@@ -433,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": a.duration,
         "concurrency": a.concurrency,
         "replicas": a.replicas,
+        "workers": a.workers or None,
         "plan_merchants": a.merchants,
         "plan_arcs": plan.arcs,
         "rps": round(full["rps"], 1),

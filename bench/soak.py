@@ -8,9 +8,10 @@ each line against the most any plan that served it allowed, as bench.serve.audit
 redemptions_over_due; over_final_plan, informational, against the final plan alone) and each server's
 resident memory minute by minute.
 
-    python -m bench.soak --minutes 10 --rate 550 --replicas 2 --json
+    python -m bench.soak --minutes 10 --replicas 2 --json
 
-(550 calls a second is 70% of what bench.serve measured at full load on the 2-core machine.)
+The rate is 70% of the full rate measured first in the same run, on the same servers, as bench.serve
+measures it (closed loop, 64 calls in flight, 20 s, in the hour before the soak's); --rate sets it.
 """
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ from allocator.store.embedded import EmbeddedRedis
 from allocator_client import AllocatorClient
 from allocator_client.daygen import generate_day
 from allocator_client.scenario import apply_scenario
-from bench.serve import HOUR, audit, open_load, start_server
+from bench.serve import HOUR, audit, closed_load, open_load, start_server
 from trafficalloc.v1 import allocator_pb2 as pb
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=int, default=10)
-    p.add_argument("--rate", type=float, default=550.0, help="PickMerchants calls per second")
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="PickMerchants calls a second (0: 70%% of the full rate)"
+    )
     p.add_argument("--replicas", type=int, default=2)
     p.add_argument("--load-procs", type=int, default=2)
     p.add_argument("--merchants", type=int, default=6_000)
@@ -74,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
                     if n.hour == HOUR
                 }
                 slots, weights = list(slots_w), list(slots_w.values())
+                rate = a.rate
+                if not rate:
+                    before = start_time - dt.timedelta(hours=1)  # leaves the soak's hour untouched
+                    full = closed_load(targets, 64, 20.0, a.load_procs, slots, weights, before)
+                    out["full_rps"] = round(full["rps"], 1)
+                    rate = out["rate"] = round(0.7 * full["rps"], 1)
                 calls = errors = degraded = empty = replans = replan_errors = 0
                 active = pb.GetActivePlanRequest(date=date.isoformat())
                 plan_ids = [client.get_active_plan(active).plan.plan_id]
@@ -95,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
                     t = threading.Thread(target=replan)
                     t.start()
-                    r = open_load(targets, a.rate, 60.0, a.load_procs, slots, weights, when, merchants)
+                    r = open_load(targets, rate, 60.0, a.load_procs, slots, weights, when, merchants)
                     t.join()
                     calls += r["calls"]
                     errors += r["errors"]
