@@ -55,6 +55,9 @@ from allocator.domain import F64, I32, I64, Problem
 
 logger = logging.getLogger(__name__)
 
+# The bottleneck test counts impressions in parts of 1/2^SCALE_BITS (fewer where int64 needs it).
+SCALE_BITS = 20
+
 
 @dataclass(frozen=True)
 class FreeResult:
@@ -119,8 +122,15 @@ class _Decomposition:
         self.solves = 0
         self.topped_up = 0
 
-    def _max_flow(self, sub: _Sub, allow: I64) -> tuple[max_flow.SimpleMaxFlow, bool]:
-        """One max flow of `sub` with `allow` on the source arcs; whether every allowance is served."""
+    def _scale(self, sub: _Sub) -> int:
+        """The resolution of the bottleneck test: impressions are counted in 1/scale parts, as many as
+        int64 capacities allow (at most 2^SCALE_BITS)."""
+        total = int(self.node_free[sub.nodes].sum()) + 1
+        return max(1, min(1 << SCALE_BITS, (1 << 61) // total))
+
+    def _max_flow(self, sub: _Sub, allow: I64, scale: int = 1) -> tuple[max_flow.SimpleMaxFlow, bool]:
+        """One max flow of `sub` with `allow` on the source arcs and node capacities times `scale`;
+        whether every allowance is served."""
         mf = max_flow.SimpleMaxFlow()
         mf.add_arcs_with_capacity(
             np.zeros(sub.merchants.size, np.int32), (sub.merchants + 1).astype(np.int32), allow
@@ -131,12 +141,12 @@ class _Decomposition:
         mf.add_arcs_with_capacity(
             (self.arc_m[sub.arcs] + 1).astype(np.int32),
             (heads + self.n_f + 1).astype(np.int32),
-            self.node_free[heads] + 1,
+            self.node_free[heads] * scale + 1,
         )
         mf.add_arcs_with_capacity(
             (sub.nodes + self.n_f + 1).astype(np.int32),
             np.full(sub.nodes.size, self.sink, np.int32),
-            self.node_free[sub.nodes],
+            self.node_free[sub.nodes] * scale,
         )
         status = mf.solve(0, self.sink)
         self.solves += 1
@@ -201,12 +211,22 @@ class _Decomposition:
                 return True
             w, cap = self.w[sub.merchants], self.cap[sub.merchants]
             level = balanced_level(w, cap, int(self.node_free[sub.nodes].sum()))
-            allow = (
-                cap.copy() if level == float("inf") else np.minimum(np.floor(w * level), cap).astype(np.int64)
-            )
-            mf, served = self._max_flow(sub, allow)
+            if level == float("inf"):  # every cap fits in total: integers decide it exactly
+                scale, allow = 1, cap.copy()
+                fine = allow
+            else:
+                scale = self._scale(sub)
+                allow = np.minimum(np.floor(w * level), cap).astype(np.int64)
+                fine = np.minimum(np.floor(w * level * scale), cap * float(scale)).astype(np.int64)
+            mf, served = self._max_flow(sub, fine, scale)
             if served:
-                self._leaf(sub, allow if level == float("inf") else self._top_up(sub, allow, mf))
+                if level != float("inf"):
+                    if scale > 1:  # then the floors are served too; their flow is the top-up's base
+                        mf, whole = self._max_flow(sub, allow)
+                        if not whole:
+                            raise RuntimeError("free pool: the floors of a served level were not served")
+                    allow = self._top_up(sub, allow, mf)
+                self._leaf(sub, allow)
                 continue
             side = np.asarray(mf.get_source_side_min_cut(), dtype=np.int64)
             in_cut = np.zeros(self.n_f + 1, dtype=bool)
@@ -219,7 +239,7 @@ class _Decomposition:
                     "free pool: a cut of %d merchants did not split; keeping the flow", s_mask.size
                 )
                 served_now = np.asarray(mf.flows(np.arange(sub.merchants.size, dtype=np.int32)), np.int64)
-                self._leaf(sub, served_now)
+                self._leaf(sub, served_now // scale)  # floors of a feasible flow in 1/scale parts: feasible
                 continue
             arc_in_s = in_cut[self.arc_m[sub.arcs]]
             t_arcs = sub.arcs[~arc_in_s & ~cut_nodes[self.arc_n[sub.arcs]]]

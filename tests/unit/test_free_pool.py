@@ -152,3 +152,28 @@ def test_a_merchant_capped_only_above_the_root_does_not_freeze_the_cut_at_zero()
     assert sorted(got) == [1, 2] and res.extras["free_topped_up"] == 1.0
     assert abs(res.level - 1 / 0.3) < 1e-9
     assert free_lp_level(problem, problem.node_capacity) == 5.0
+
+
+def test_a_bottleneck_below_one_impression_is_found_before_the_floors_hide_it() -> None:
+    # Found by the lexicographic property test in CI: three merchants of weight 0.3 and 2 free
+    # impressions balance at 2/3 of an impression each, whose floors (0, 0, 0) are trivially served. But
+    # merchants 0 and 1 can only use an empty node: they are the bottleneck, and merchant 2 gets both.
+    e = np.zeros(0, np.int64)
+    problem = Problem(
+        node_capacity=np.zeros(2, np.int64),
+        node_price=np.full(2, 10, np.int64),
+        node_channel=np.ones(2, np.int8),
+        node_free_reserved=np.zeros(2, np.int64),
+        demand_points=e,
+        demand_program=e.astype(np.int8),
+        arc_demand=e.astype(np.int32),
+        arc_node=e.astype(np.int32),
+        arc_quality=e.astype(np.float64),
+        free_weight=np.full(3, 0.3),
+        free_cap=np.array([1, 1, 2], np.int64),
+        free_arc_merchant=np.array([0, 1, 2], np.int32),
+        free_arc_node=np.array([1, 1, 0], np.int32),
+    )
+    res = solve_free(problem, np.array([2, 0], np.int64), None, kappa=1.0)
+    got = np.bincount(res.merchant, weights=res.impressions, minlength=3).astype(int).tolist()
+    assert got == [0, 0, 2]
