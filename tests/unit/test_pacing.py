@@ -47,3 +47,30 @@ def test_behind_pace_is_favoured_and_first_choice_is_proportional() -> None:
 
 def test_hour_fraction_is_clamped() -> None:
     assert hour_fraction(-5) == 0.0 and hour_fraction(1800) == 0.5 and hour_fraction(4000) == 1.0
+
+
+def _positions(orders: list[np.ndarray], lines: int) -> np.ndarray:
+    """Share of orders with each line at each position (positions x lines)."""
+    at = np.zeros((len(orders[0]), lines))
+    for o in orders:
+        at[np.arange(o.size), o] += 1
+    return at / len(orders)
+
+
+def test_the_whole_order_is_successive_sampling() -> None:
+    w = np.r_[5000.0, np.arange(1.0, 40.0)]  # one heavy line and 39 unequal light ones
+    rng = np.random.default_rng(13)
+    n = 30_000
+    got = [candidate_order(w, 9, rng) for _ in range(n)]
+    assert all(len(set(o.tolist())) == o.size == 9 for o in got)
+
+    def reference() -> np.ndarray:  # the definition: each next line in proportion to the rest
+        left, order = w.copy(), []
+        for _ in range(9):
+            i = int(rng.choice(w.size, p=left / left.sum()))
+            order.append(i)
+            left[i] = 0.0
+        return np.array(order)
+
+    want = [reference() for _ in range(n)]
+    assert np.abs(_positions(got, w.size) - _positions(want, w.size)).max() < 0.015
