@@ -26,6 +26,8 @@ from allocator.errors import Unavailable
 logger = logging.getLogger(__name__)
 
 _events: Any = None  # the child's end of the event queue
+EVENTS_WAIT_S = 10.0  # how long a finished solve waits for its phase events to be forwarded
+_END = ""  # the last event of a solve: every phase of it has been forwarded
 NICENESS = 10  # added to the child's nice value: the serving threads of the replica come first
 
 
@@ -42,7 +44,10 @@ def _init(events: Any) -> None:
 def _run(token: str, problem: Problem, params: SolveParams) -> Plan:
     from allocator.optimise import solve
 
-    return solve(problem, params, on_phase=lambda phase: _events.put((token, phase)))
+    try:
+        return solve(problem, params, on_phase=lambda phase: _events.put((token, phase)))
+    finally:  # after the solve's phases on the same queue: the parent waits for it before it returns
+        _events.put((token, _END))
 
 
 class SolverProcess:
@@ -53,6 +58,7 @@ class SolverProcess:
         self._pool: ProcessPoolExecutor | None = None
         self._events: Any = None
         self._sinks: dict[str, Callable[[str], None] | None] = {}
+        self._done: dict[str, threading.Event] = {}
 
     def _ensure(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -73,6 +79,11 @@ class SolverProcess:
             if item is None:
                 return
             token, phase = item
+            if phase == _END:
+                done = self._done.get(token)
+                if done is not None:
+                    done.set()
+                continue
             sink = self._sinks.get(token)
             if sink is not None:
                 sink(phase)
@@ -82,8 +93,14 @@ class SolverProcess:
     ) -> Plan:
         token = uuid.uuid4().hex
         self._sinks[token] = on_phase
+        done = self._done[token] = threading.Event()
         try:
-            return self._ensure().submit(_run, token, problem, params).result()
+            plan = self._ensure().submit(_run, token, problem, params).result()
+            # the result and the phase events come through different pipes: the caller's progress stream
+            # gets every phase before the plan
+            if not done.wait(timeout=EVENTS_WAIT_S):
+                logger.warning("the solver's last phase events did not arrive within %.0f s", EVENTS_WAIT_S)
+            return plan
         except BrokenProcessPool as exc:  # the child died (killed, out of memory): start afresh next time
             logger.error("the solver process died: %s", exc)
             with self._lock:
@@ -91,6 +108,7 @@ class SolverProcess:
             raise Unavailable("the solver process died during the solve; retry") from exc
         finally:
             self._sinks.pop(token, None)
+            self._done.pop(token, None)
 
     def close(self) -> None:
         with self._lock:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import psutil
 
-from allocator.optimise.worker import NICENESS
+from allocator.domain import SolveParams
+from allocator.optimise.worker import NICENESS, SolverProcess
+from allocator.problem import build_problem
 from allocator_client import AllocatorClient
 from tests.integration.conftest import ServerFactory
 from tests.integration.helpers import DATE, redemption
 from tests.integration.serving_helpers import pick, solved_day
+from tests.unit.builders import elig, inputs, node, red
 from trafficalloc.v1 import allocator_pb2 as pb
 
 
@@ -40,3 +43,17 @@ def test_solves_and_replans_run_in_a_child_process_that_stops_with_the_server(se
     srv.app.stop(1)
     for child in children:
         child.wait(timeout=10)  # the solver process is gone with the server
+
+
+def test_every_phase_of_a_solve_is_forwarded_before_its_plan_returns() -> None:
+    # The phases come back on an event queue and the plan through the pool's result pipe; a small solve's
+    # plan can overtake its last phases, which then missed the caller's progress stream (seen in CI).
+    problem = build_problem(inputs([node(capacity=100)], [red(60)], [elig(1.0)]), SolveParams())
+    solver = SolverProcess()
+    try:
+        for _ in range(100):
+            phases: list[str] = []
+            solver.solve(problem, SolveParams(), phases.append)
+            assert phases == ["PAID_FLOW", "FREE_POOL"]
+    finally:
+        solver.close()
