@@ -5,7 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from allocator.domain import Channel, Eligibility, ProblemInputs, Program, Redemption, Rules, SupplyNode
+import numpy as np
+
+from allocator.domain import (
+    Channel,
+    Eligibility,
+    Problem,
+    ProblemInputs,
+    Program,
+    Redemption,
+    Rules,
+    SupplyNode,
+)
 
 D0 = dt.date(2026, 1, 5)
 D1 = D0 + dt.timedelta(days=1)
@@ -67,3 +78,30 @@ def inputs(
     rule: Rules | None = None,
 ) -> ProblemInputs:
     return ProblemInputs(tuple(dates), tuple(nodes), tuple(reds), tuple(eligs), rule or rules())
+
+
+def free_pool_problem(
+    weight: Sequence[float],
+    cap: Sequence[int],
+    arc_merchant: Sequence[int],
+    arc_node: Sequence[int],
+    node_capacity: Sequence[int],
+) -> Problem:
+    """A bare free pool as solve_free sees it: no paid demand, merchants' weights and caps, free arcs."""
+    e = np.zeros(0, np.int64)
+    n_s = len(node_capacity)
+    return Problem(
+        node_capacity=np.array(node_capacity, np.int64),
+        node_price=np.full(n_s, 10, np.int64),
+        node_channel=np.ones(n_s, np.int8),
+        node_free_reserved=np.zeros(n_s, np.int64),
+        demand_points=e,
+        demand_program=e.astype(np.int8),
+        arc_demand=e.astype(np.int32),
+        arc_node=e.astype(np.int32),
+        arc_quality=e.astype(np.float64),
+        free_weight=np.array(weight, np.float64),
+        free_cap=np.array(cap, np.int64),
+        free_arc_merchant=np.array(arc_merchant, np.int32),
+        free_arc_node=np.array(arc_node, np.int32),
+    )

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from allocator.domain import PlanStatus, Problem, SolveParams
+from allocator.domain import PlanStatus, SolveParams
 from allocator.optimise import solve
 from allocator.optimise.free_pool import solve_free
 from allocator.problem import build_problem
 from allocator.validate import assert_plan_feasible
 from bench.oracle import free_lp_level
 
-from .builders import D0, D1, elig, inputs, node, red, rules
+from .builders import D0, D1, elig, free_pool_problem, inputs, node, red, rules
 
 
 def _solve(inp, params=None):  # type: ignore[no-untyped-def]
@@ -129,22 +129,7 @@ def test_overflow_arcs_keep_the_totals_when_caps_cannot_all_hold() -> None:
 def test_a_merchant_capped_only_above_the_root_does_not_freeze_the_cut_at_zero() -> None:
     # node 2 has 3 free impressions for two merchants of weight 0.3 with caps 12 and 24; the first probe
     # (level 40) caps merchant 0, whose cap alone exceeds the cut: the Newton root must still be 5, not < 0
-    e = np.zeros(0, np.int64)
-    problem = Problem(
-        node_capacity=np.array([18, 0, 3]),
-        node_price=np.array([10, 10, 10]),
-        node_channel=np.array([1, 1, 2], np.int8),
-        node_free_reserved=np.zeros(3, np.int64),
-        demand_points=e,
-        demand_program=e.astype(np.int8),
-        arc_demand=e.astype(np.int32),
-        arc_node=e.astype(np.int32),
-        arc_quality=e.astype(np.float64),
-        free_weight=np.array([0.3, 0.3]),
-        free_cap=np.array([12, 24]),
-        free_arc_merchant=np.array([0, 1], np.int32),
-        free_arc_node=np.array([2, 2], np.int32),
-    )
+    problem = free_pool_problem([0.3, 0.3], [12, 24], [0, 1], [2, 2], node_capacity=[18, 0, 3])
     res = solve_free(problem, problem.node_capacity, None)
     got = np.bincount(res.merchant, weights=res.impressions, minlength=2).astype(int).tolist()
     # floor(0.3 * 5) = 1 each at the fair level 5, and the third impression tops one of them up: nobody
@@ -158,22 +143,7 @@ def test_a_bottleneck_below_one_impression_is_found_before_the_floors_hide_it() 
     # Found by the lexicographic property test in CI: three merchants of weight 0.3 and 2 free
     # impressions balance at 2/3 of an impression each, whose floors (0, 0, 0) are trivially served. But
     # merchants 0 and 1 can only use an empty node: they are the bottleneck, and merchant 2 gets both.
-    e = np.zeros(0, np.int64)
-    problem = Problem(
-        node_capacity=np.zeros(2, np.int64),
-        node_price=np.full(2, 10, np.int64),
-        node_channel=np.ones(2, np.int8),
-        node_free_reserved=np.zeros(2, np.int64),
-        demand_points=e,
-        demand_program=e.astype(np.int8),
-        arc_demand=e.astype(np.int32),
-        arc_node=e.astype(np.int32),
-        arc_quality=e.astype(np.float64),
-        free_weight=np.full(3, 0.3),
-        free_cap=np.array([1, 1, 2], np.int64),
-        free_arc_merchant=np.array([0, 1, 2], np.int32),
-        free_arc_node=np.array([1, 1, 0], np.int32),
-    )
+    problem = free_pool_problem([0.3] * 3, [1, 1, 2], [0, 1, 2], [1, 1, 0], node_capacity=[0, 0])
     res = solve_free(problem, np.array([2, 0], np.int64), None, kappa=1.0)
     got = np.bincount(res.merchant, weights=res.impressions, minlength=3).astype(int).tolist()
     assert got == [0, 0, 2]

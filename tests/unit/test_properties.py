@@ -27,7 +27,7 @@ from allocator.problem import build_problem
 from allocator.validate import assert_plan_feasible
 from bench.oracle import free_lp_level, paid_lp_objective
 
-from .builders import D0
+from .builders import D0, free_pool_problem
 
 DAYS = [D0 + dt.timedelta(days=k) for k in range(-1, 3)]
 REGIONS = ["north", "south"]
@@ -128,26 +128,9 @@ def free_pools(draw: st.DrawFn) -> tuple[Problem, np.ndarray]:
     pairs = draw(
         st.lists(st.tuples(st.integers(0, n_f - 1), st.integers(0, n_s - 1)), max_size=30, unique=True)
     )
-    m = np.array([p[0] for p in pairs], np.int32)
-    s = np.array([p[1] for p in pairs], np.int32)
-    e = np.zeros(0, np.int64)
-    problem = Problem(
-        node_capacity=np.zeros(n_s, np.int64),
-        node_price=np.full(n_s, 10, np.int64),
-        node_channel=np.ones(n_s, np.int8),
-        node_free_reserved=np.zeros(n_s, np.int64),
-        demand_points=e,
-        demand_program=e.astype(np.int8),
-        arc_demand=e.astype(np.int32),
-        arc_node=e.astype(np.int32),
-        arc_quality=e.astype(np.float64),
-        free_weight=np.array(
-            draw(st.lists(st.sampled_from([0.3, 1.0, 2.0, 5.0]), min_size=n_f, max_size=n_f))
-        ),
-        free_cap=np.array(draw(st.lists(st.integers(0, 80), min_size=n_f, max_size=n_f)), np.int64),
-        free_arc_merchant=m,
-        free_arc_node=s,
-    )
+    weights = draw(st.lists(st.sampled_from([0.3, 1.0, 2.0, 5.0]), min_size=n_f, max_size=n_f))
+    caps = draw(st.lists(st.integers(0, 80), min_size=n_f, max_size=n_f))
+    problem = free_pool_problem(weights, caps, [p[0] for p in pairs], [p[1] for p in pairs], [0] * n_s)
     node_free = np.array(draw(st.lists(st.integers(0, 60), min_size=n_s, max_size=n_s)), np.int64)
     return problem, node_free
 
