@@ -14,6 +14,7 @@ import logging
 import multiprocessing as mp
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -26,19 +27,29 @@ from allocator.errors import Unavailable
 logger = logging.getLogger(__name__)
 
 _events: Any = None  # the child's end of the event queue
+PARENT_POLL_S = 0.5  # how often the child checks that the server is still there
 EVENTS_WAIT_S = 10.0  # how long a finished solve waits for its phase events to be forwarded
 _END = ""  # the last event of a solve: every phase of it has been forwarded
 NICENESS = 10  # added to the child's nice value: the serving threads of the replica come first
 
 
-def _init(events: Any) -> None:
+def _init(events: Any, parent: int) -> None:
     global _events
     _events = events
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
     try:
         os.nice(NICENESS)
     except OSError as exc:  # not permitted here: solve at the normal priority
         logging.getLogger(__name__).warning("could not lower the solver's priority: %s", exc)
     import allocator.optimise  # noqa: F401  (warm: the first solve should not pay for the imports)
+
+
+def _exit_with(parent: int) -> None:
+    """Exit once the server is gone. A server killed with SIGKILL cannot close the pool, and the child
+    would wait forever on its call queue (it holds that pipe's write end too), holding its memory."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(0)
 
 
 def _run(token: str, problem: Problem, params: SolveParams) -> Plan:
@@ -66,7 +77,7 @@ class SolverProcess:
                 ctx = mp.get_context("spawn")
                 self._events = ctx.Queue()
                 self._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=ctx, initializer=_init, initargs=(self._events,)
+                    max_workers=1, mp_context=ctx, initializer=_init, initargs=(self._events, os.getpid())
                 )
                 threading.Thread(
                     target=self._forward, args=(self._events,), name="solver-events", daemon=True

@@ -7,6 +7,7 @@ import threading
 import time
 
 import grpc
+import psutil
 import pytest
 import redis
 
@@ -102,7 +103,12 @@ def test_kill_server_mid_solve_keeps_the_previous_plan_active(
         caller.start()
         wait_for(lambda: set(plan_keys(raw_redis, "lock")) - {previous.plan_id}, 30, "the new solve's lock")
         (new_id,) = set(plan_keys(raw_redis, "lock")) - {previous.plan_id}
+        solver = psutil.Process(server_proc.pid).children()  # the solver child, mid-solve
+        assert solver, "the server has no solver process"
         server_proc.kill()
+        # the orphaned solver exits by itself (SIGKILL gave the server no chance to stop it)
+        _, alive = psutil.wait_procs(solver, timeout=15)
+        assert not alive, f"solver processes outlived their killed server: {alive}"
         caller.join(30)
         assert not caller.is_alive()
         error = outcome.get("error")
