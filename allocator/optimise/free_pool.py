@@ -5,22 +5,24 @@ capacity minus paid impressions. Merchant f at level t may take min(w_f t, cap_f
 allocation is the lexicographically max-min vector of levels (the lexicographically optimal base of the
 polymatroid the bipartite network defines, Fujishige's decomposition algorithm).
 
-A subproblem is a set of merchants M with the set of nodes N they may still use. Its *balanced level* t is
-the one at which the merchants' allowances fill N exactly: sum over M of min(w_f t, cap_f) = free(N)
-(piecewise linear in t, solved on its own segment; all merchants capped when even their caps do not fill
-N). ONE max flow (source -> merchant at floor(w_f t) -> eligible node -> sink at the node's free capacity)
-decides it: if every allowance is served, all of M share level t (the capped ones keep their cap) and the
-subproblem is a *leaf*. If not, the source side of the min cut is the bottleneck set S: its nodes N(S)
+A subproblem is a set of merchants M with the set of nodes N they may still use. Its *balanced level* t is the
+one at which the merchants' allowances fill N exactly: sum over M of min(w_f t, cap_f) = free(N) (piecewise
+linear in t, solved on its own segment; all merchants capped when even their caps do not fill N). ONE max flow
+(source -> merchant at floor(w_f t D) -> eligible node -> sink at D times the node's free capacity, i.e.
+impressions counted in 1/D parts, D = 2^SCALE_BITS, so a bottleneck below one impression is not hidden by the
+floors) decides it: if every allowance is served, all of M share level t (the capped ones keep their cap) and
+the subproblem is a *leaf*. If not, the source side of the min cut is the bottleneck set S: its nodes N(S)
 cannot carry S's allowances, so every merchant of S ends strictly below t and uses all of N(S), and every
-other merchant ends at t or above and never needs N(S). The subproblem splits into (S, N(S)) and
-(M minus S, N minus N(S)), each solved the same way. Subproblems are disjoint, so the max flows of one
-depth of the recursion together cost about one max flow over the whole network, and there are as many
-leaves as distinct levels. (The previous water-filling re-solved the whole network two or three times for
-every level: 239 max flows for 79 levels at the 1M-arc benchmark, 14 s; this takes about one per leaf and
-split, each on a shrinking part.)
+other merchant ends at t or above and never needs N(S). The subproblem splits into (S, N(S)) and (M minus S, N
+minus N(S)), each solved the same way. Subproblems are disjoint, so the max flows of one depth of the
+recursion together cost about one max flow over the whole network, and there are as many leaves as distinct
+levels. (The previous water-filling re-solved the whole network two or three times for every level: 239 max
+flows for 79 levels at the 1M-arc benchmark, 14 s; this takes about one per leaf and split, each on a
+shrinking part.)
 
-Integer rounding. A leaf gives each merchant floor(w_f t), so up to one impression per merchant of its
-nodes may be left. The leaf then tops those up: a second max flow on the residual network of the first
+Integer rounding. A leaf gives each merchant floor(w_f t) (one max flow of those floors, which the flow in
+1/D parts shows are served), so up to one impression per merchant of its nodes may be left. The leaf
+then tops those up: a second max flow on the residual network of the first
 (without the source arcs' reverse arcs, so nobody loses anything) gives at most one more impression to
 merchants below their cap. The result: no merchant below its cap can gain an impression without a merchant
 at or below its level losing one (tests/unit/test_properties.py checks exactly that with scipy's max flow).
