@@ -38,7 +38,9 @@ def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyp
 def test_redis_outage_degrades_then_reconciles_each_impression_once(
     servers: ServerFactory, tmp_path: pathlib.Path
 ) -> None:
-    own = EmbeddedRedis(tmp_path / "own-redis").start()
+    # appendfsync always: the counts before the kill -9 must survive it (with everysec Redis may put off
+    # its AOF write while an fsync runs, and still answer; docs/operations.md)
+    own = EmbeddedRedis(tmp_path / "own-redis", appendfsync="always").start()
     try:
         srv = servers.start(redis_url=own.url, serving_degraded_max_s=6.0)
         prefix = srv.settings.key_prefix
