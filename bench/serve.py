@@ -316,16 +316,8 @@ def audit(r: redis.Redis, plan_ids: list[str], date: dt.date) -> dict[str, int]:
         s = lines.view.s
         regions = s.regions.tolist()
         # a re-plan keeps what each line had been shown before it (its cap where it gives nothing more)
-        if "held_field" in s.arrays:
-            for c, h, rg, f, x in zip(
-                s.held_channel.tolist(),
-                s.held_hour.tolist(),
-                s.held_region.tolist(),
-                s.held_field.tolist(),
-                s.held_count.tolist(),
-                strict=True,
-            ):
-                cap_of((c, h, rg), [f], [x])
+        for c, h, rg, f, _, x in lines.held():
+            cap_of((c, h, rg), [f], [x])
         for node in range(s.node_capacity.size):
             node_id = (int(s.node_channel[node]), int(s.node_hour[node]), regions[int(s.node_region[node])])
             nl = lines.lines(node)

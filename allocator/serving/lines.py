@@ -111,9 +111,22 @@ class PlanLines:
                             cap,
                         )
                     )
-        if "held_field" in s.arrays:  # a re-plan: lines shown before it that it gave nothing more
+        held = self.held()  # a re-plan: lines shown before it that it gave nothing more
+        if held:
             have = {(c, h, r, f) for c, h, r, f, _ in out}
-            held = zip(
+            for c, h, r, f, m, x in held:
+                if m == merchant_id and (c, h, r, f) not in have:
+                    out.append((c, h, r, f, x))
+        return out
+
+    def held(self) -> list[tuple[int, int, str, str, str, int]]:
+        """(channel, hour, region, line field, merchant, count) of every line a re-plan found shown before
+        it (empty for a plan that is not a re-plan)."""
+        s = self.view.s
+        if "held_field" not in s.arrays:
+            return []
+        return list(
+            zip(
                 s.held_channel.tolist(),
                 s.held_hour.tolist(),
                 s.held_region.tolist(),
@@ -122,10 +135,7 @@ class PlanLines:
                 s.held_count.tolist(),
                 strict=True,
             )
-            for c, h, r, f, m, x in held:
-                if m == merchant_id and (c, h, r, f) not in have:
-                    out.append((c, h, r, f, x))
-        return out
+        )
 
     def lines(self, node: int) -> NodeLines:
         found = self._nodes.get(node)
