@@ -6,6 +6,10 @@ the first swap the next plans' arrays come from the heap arenas of the threads t
 freeing them leaves the arenas fragmented: resident memory creeps up with every re-plan. Fixing the
 threshold keeps large arrays in mmapped blocks, which go back to the system when freed, and `trim`
 releases what the arenas hold free after a plan is dropped.
+
+A plan is dropped when its last reference goes (the planner's cache and the serving engine's both hold
+it), so `trim_when_freed` marks a trim as due at that moment, and the server's background monitor runs
+`trim_if_due` about once a second: the trim happens once per dropped plan, never on a request's thread.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import threading
+import weakref
 from functools import cache
 from typing import Any
 
@@ -50,3 +56,20 @@ def trim() -> bool:
     """Return the free memory at the top of every heap arena to the system. True if any was returned."""
     libc = _libc()
     return bool(libc.malloc_trim(ctypes.c_size_t(0))) if libc is not None else False
+
+
+_due = threading.Event()
+
+
+def trim_when_freed(obj: object) -> None:
+    """Mark a trim as due once `obj` is garbage (a decoded plan: its arrays are then free)."""
+    weakref.finalize(obj, _due.set)
+
+
+def trim_if_due() -> bool:
+    """Trim if something marked by trim_when_freed was freed since the last call. True if it trimmed."""
+    if not _due.is_set():
+        return False
+    _due.clear()
+    trim()
+    return True

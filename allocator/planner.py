@@ -343,13 +343,11 @@ class Planner:
             if data is None:
                 raise NotFound(f"plan {plan_id!r} not found (unknown or expired)", resource=("plan", plan_id))
             view = PlanView(decode_plan(data))
+            memory.trim_when_freed(view)  # its arrays go back to the system once dropped (allocator.memory)
             with self._guard:
                 self._views[plan_id] = view
-                evicted = len(self._views) > self._view_cache_size
                 while len(self._views) > self._view_cache_size:
                     self._views.popitem(last=False)
-            if evicted:
-                memory.trim()  # the dropped plan's arrays go back to the system (allocator.memory)
             return view
 
     def _local_lock(self, plan_id: str) -> threading.Lock:

@@ -100,6 +100,7 @@ class App:
                 last = ok
             if ok and self.engine is not None and self.engine.pending():
                 self.engine.reconcile()  # count what was served from memory, exactly once
+            memory.trim_if_due()  # a dropped plan's memory goes back to the system, off the request threads
             self._serving_health(ok)
             self._stopping.wait(interval_s)
 

@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import redis
 
-from allocator import memory
 from allocator.errors import Unavailable
 from allocator.planner import Planner
 from allocator.serving.lines import NodeLines, PlanLines
@@ -153,13 +152,10 @@ class ServingEngine:
             lines = PlanLines(plan_id, self.planner.view(plan_id))
             with self._guard:
                 self._plans[plan_id] = lines
-                evicted = len(self._plans) > PLANS_KEPT
                 while len(self._plans) > PLANS_KEPT:
                     gone, _ = self._plans.popitem(last=False)
                     for key in [k for k in self._states if k[0] == gone]:  # its nodes' state goes too
                         del self._states[key]
-            if evicted:
-                memory.trim()  # what the dropped plan's lines held goes back to the system
             return lines
 
     def forget_active(self, date: dt.date) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from allocator import memory
 
-pytestmark = pytest.mark.skipif(memory._libc() is None, reason="not glibc")
+glibc = pytest.mark.skipif(memory._libc() is None, reason="not glibc")
 
 SCRIPT = """
 import json, sys
@@ -46,11 +46,27 @@ def _retained_mib(case: str) -> dict[str, float]:
     return json.loads(out.stdout.splitlines()[-1])
 
 
+@glibc
 def test_with_the_threshold_fixed_freed_arrays_leave_at_once() -> None:
     assert _retained_mib("fix")["freed"] < 50
 
 
+@glibc
 def test_a_trim_returns_what_a_fragmented_heap_kept() -> None:
     got = _retained_mib("default")
     assert got["freed"] > 200  # the fragmentation the server guards against, as it happens
     assert got["trimmed"] < 50
+
+
+def test_a_trim_is_due_once_when_a_marked_plan_is_freed() -> None:
+    class Plan:  # stands in for a decoded plan view
+        pass
+
+    memory.trim_if_due()  # whatever an earlier test left due
+    plan, other = Plan(), Plan()
+    memory.trim_when_freed(plan)
+    memory.trim_when_freed(other)
+    assert not memory.trim_if_due()  # still referenced: nothing to give back yet
+    del plan, other
+    assert memory.trim_if_due()  # both freed: one trim
+    assert not memory.trim_if_due()
