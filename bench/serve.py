@@ -316,8 +316,9 @@ def audit(r: redis.Redis, plan_ids: list[str], date: dt.date) -> dict[str, int]:
         s = lines.view.s
         regions = s.regions.tolist()
         # a re-plan keeps what each line had been shown before it (its cap where it gives nothing more)
-        for c, h, rg, f, _, x in lines.held():
-            cap_of((c, h, rg), [f], [x])
+        for held in lines.held.values():
+            for c, h, rg, f, x in held:
+                cap_of((c, h, rg), [f], [x])
         for node in range(s.node_capacity.size):
             node_id = (int(s.node_channel[node]), int(s.node_hour[node]), regions[int(s.node_region[node])])
             nl = lines.lines(node)
@@ -327,7 +328,7 @@ def audit(r: redis.Redis, plan_ids: list[str], date: dt.date) -> dict[str, int]:
             due[f"p:{rid}"] = max(due.get(f"p:{rid}", 0), int(b))
     over = nodes_over = impressions = 0
     # every counter of the date, including any on a node no plan has (all of it would be over)
-    prefix = keys.serving_node(date.isoformat(), 0, 0, "")[: -len("0:0:")]
+    prefix = keys.serving_node_prefix(date.isoformat())
     for key in r.scan_iter(match=prefix.replace("{", "\\{").replace("}", "\\}") + "*", count=1000):
         c, h, rg = key.decode()[len(prefix) :].split(":", 2)
         caps.setdefault((int(c), int(h), rg), {})

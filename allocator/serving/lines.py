@@ -111,31 +111,31 @@ class PlanLines:
                             cap,
                         )
                     )
-        held = self.held()  # a re-plan: lines shown before it that it gave nothing more
+        held = self.held.get(merchant_id, [])  # a re-plan: lines shown before it that it gave nothing more
         if held:
             have = {(c, h, r, f) for c, h, r, f, _ in out}
-            for c, h, r, f, m, x in held:
-                if m == merchant_id and (c, h, r, f) not in have:
-                    out.append((c, h, r, f, x))
+            out += [line for line in held if line[:4] not in have]
         return out
 
-    def held(self) -> list[tuple[int, int, str, str, str, int]]:
-        """(channel, hour, region, line field, merchant, count) of every line a re-plan found shown before
-        it (empty for a plan that is not a re-plan)."""
+    @cached_property
+    def held(self) -> dict[str, list[tuple[int, int, str, str, int]]]:
+        """Per merchant, (channel, hour, region, line field, count) of every line a re-plan found shown
+        before it (empty for a plan that is not a re-plan)."""
         s = self.view.s
+        out: dict[str, list[tuple[int, int, str, str, int]]] = {}
         if "held_field" not in s.arrays:
-            return []
-        return list(
-            zip(
-                s.held_channel.tolist(),
-                s.held_hour.tolist(),
-                s.held_region.tolist(),
-                s.held_field.tolist(),
-                s.held_merchant.tolist(),
-                s.held_count.tolist(),
-                strict=True,
-            )
-        )
+            return out
+        for c, h, r, f, m, x in zip(
+            s.held_channel.tolist(),
+            s.held_hour.tolist(),
+            s.held_region.tolist(),
+            s.held_field.tolist(),
+            s.held_merchant.tolist(),
+            s.held_count.tolist(),
+            strict=True,
+        ):
+            out.setdefault(m, []).append((c, h, r, f, x))
+        return out
 
     def lines(self, node: int) -> NodeLines:
         found = self._nodes.get(node)

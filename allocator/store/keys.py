@@ -80,7 +80,11 @@ class Keys:
     def serving_node(self, date: str, channel: int, hour: int, region: str) -> str:
         """Impressions delivered on one supply node, a field per line ("p:<redemption>", "f:<merchant>")
         plus "_n", the node's total."""
-        return f"{self.base}:{{srv:{date}}}:node:{channel}:{hour}:{region}"
+        return f"{self.serving_node_prefix(date)}{channel}:{hour}:{region}"
+
+    def serving_node_prefix(self, date: str) -> str:
+        """What every serving_node key of the date starts with (followed by channel:hour:region)."""
+        return f"{self.base}:{{srv:{date}}}:node:"
 
     def serving_budget(self, date: str) -> str:
         """Delivered per line over the whole date: millipoints of paid lines, impressions of free ones."""

@@ -25,6 +25,8 @@ def test_key_layout_is_pinned() -> None:
     assert k.plan_lock("p1") == "alloc:v1:{plan:p1}:lock"
     assert k.active_plans() == "alloc:v1:{active}:dates"
     assert k.activation_request("rq") == "alloc:v1:{active}:req:rq"
+    assert k.serving_node("2026-12-01", 1, 20, "r00") == "alloc:v1:{srv:2026-12-01}:node:1:20:r00"
+    assert k.serving_node_prefix("2026-12-01") == "alloc:v1:{srv:2026-12-01}:node:"
     assert Keys("other").redemptions() == "other:v1:{red}:data"
 
 
