@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                         nonlocal replans, replan_errors
                         time.sleep(30)
                         try:
-                            out = client.replan(pb.ReplanRequest(date=date.isoformat(), from_hour=hour))
-                            plan_ids.append(out.plan.plan_id)
+                            done = client.replan(pb.ReplanRequest(date=date.isoformat(), from_hour=hour))
+                            plan_ids.append(done.plan.plan_id)
                             replans += 1
                         except Exception:  # counted and reported, the soak goes on
                             replan_errors += 1

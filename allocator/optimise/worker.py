@@ -40,7 +40,7 @@ def _init(events: Any, parent: int) -> None:
     try:
         os.nice(NICENESS)
     except OSError as exc:  # not permitted here: solve at the normal priority
-        logging.getLogger(__name__).warning("could not lower the solver's priority: %s", exc)
+        logger.warning("could not lower the solver's priority: %s", exc)
     import allocator.optimise  # noqa: F401  (warm: the first solve should not pay for the imports)
 
 
@@ -68,8 +68,8 @@ class SolverProcess:
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self._events: Any = None
-        self._sinks: dict[str, Callable[[str], None] | None] = {}
-        self._done: dict[str, threading.Event] = {}
+        # per running solve: where its phases go, and set once its last phase has been forwarded
+        self._calls: dict[str, tuple[Callable[[str], None] | None, threading.Event]] = {}
 
     def _ensure(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -90,21 +90,21 @@ class SolverProcess:
             if item is None:
                 return
             token, phase = item
-            if phase == _END:
-                done = self._done.get(token)
-                if done is not None:
-                    done.set()
+            call = self._calls.get(token)
+            if call is None:
                 continue
-            sink = self._sinks.get(token)
-            if sink is not None:
+            sink, done = call
+            if phase == _END:
+                done.set()
+            elif sink is not None:
                 sink(phase)
 
     def solve(
         self, problem: Problem, params: SolveParams, on_phase: Callable[[str], None] | None = None
     ) -> Plan:
         token = uuid.uuid4().hex
-        self._sinks[token] = on_phase
-        done = self._done[token] = threading.Event()
+        done = threading.Event()
+        self._calls[token] = (on_phase, done)
         try:
             plan = self._ensure().submit(_run, token, problem, params).result()
             # the result and the phase events come through different pipes: the caller's progress stream
@@ -118,8 +118,7 @@ class SolverProcess:
                 self._pool = None
             raise Unavailable("the solver process died during the solve; retry") from exc
         finally:
-            self._sinks.pop(token, None)
-            self._done.pop(token, None)
+            self._calls.pop(token, None)
 
     def close(self) -> None:
         with self._lock:
