@@ -1,0 +1,91 @@
+"""A benchmark instance from a scenario file: the day the CLI loads (`allocatorctl load FILE`), as a Problem.
+
+The file is checked by the server's own request validation (the same field violations a PublishInventory,
+RecordRedemption or SetEligibility call would get) and turned into the Problem the service would solve
+for the scenario's date: records converted by allocator.convert, the shipped rules, build_problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb
+from allocator.domain import Problem, ProblemInputs, Rules, SolveParams
+from allocator.errors import InvalidArgument
+from allocator.problem import build_problem
+from allocator.rules import load_rules
+from allocator.service.validation import Limits, check_eligibility, check_inventory, check_redemption
+from allocator_client.scenario import ELIGIBILITY_BATCH, Scenario, load_scenario
+from trafficalloc.v1 import allocator_pb2 as pb
+
+
+class InstanceError(ValueError):
+    """The scenario file cannot be read, or an entry in it would be refused by the service."""
+
+
+def _refused(what: str, exc: InvalidArgument) -> InstanceError:
+    shown = "; ".join(f"{path}: {why}" for path, why in exc.violations[:5])
+    more = f" (and {len(exc.violations) - 5} more)" if len(exc.violations) > 5 else ""
+    return InstanceError(f"{what}: {shown}{more}")
+
+
+def scenario_inputs(scenario: Scenario, rules: Rules, limits: Limits | None = None) -> ProblemInputs:
+    """The ProblemInputs of the scenario's date, after the checks the service makes on each write."""
+    limits = limits or Limits()
+    publish = pb.PublishInventoryRequest(request_id="bench", date=scenario.date, nodes=scenario.inventory)
+    try:
+        date = check_inventory(publish, limits)
+    except InvalidArgument as exc:
+        raise _refused("inventory", exc) from None
+    redemptions = []
+    for i, req in enumerate(scenario.redemptions):
+        checked = pb.RecordRedemptionRequest()
+        checked.CopyFrom(req)
+        checked.request_id = req.request_id or f"bench-{i}"
+        try:
+            check_redemption(checked, rules, limits)
+        except InvalidArgument as exc:
+            raise _refused(f"redemptions[{i}]", exc) from None
+        stored = pb.Redemption(
+            redemption_id=f"rdm-{i:08d}",
+            merchant_id=req.merchant_id,
+            program=req.program,
+            points=req.points,
+            channels=req.channels,
+            flight_start_date=req.flight_start_date,
+            flight_end_date=req.flight_end_date,
+            regions=req.regions,
+            quality=req.quality,
+            status=pb.REDEMPTION_STATUS_ACTIVE,
+        )
+        redemptions.append(redemption_from_pb(stored))
+    for start in range(0, len(scenario.eligibility), ELIGIBILITY_BATCH):
+        batch = pb.SetEligibilityRequest(
+            request_id="bench", entries=scenario.eligibility[start : start + ELIGIBILITY_BATCH]
+        )
+        try:
+            check_eligibility(batch, limits)
+        except InvalidArgument as exc:
+            raise _refused(f"eligibility (entries from {start})", exc) from None
+    merchants = [e.merchant_id for e in scenario.eligibility]
+    if len(set(merchants)) != len(merchants):
+        raise InstanceError("eligibility: a merchant is listed twice")
+    eligibility = [eligibility_from_pb(e) for e in scenario.eligibility]
+    inventory = pb.GetInventoryResponse(date=scenario.date, nodes=scenario.inventory)
+    return ProblemInputs(
+        dates=(date,),
+        nodes=tuple(nodes_from_pb(date, inventory, rules)),
+        redemptions=tuple(r for r in redemptions if r.flight_start <= date <= r.flight_end),
+        eligibility=tuple(e for e in eligibility if e.valid_from <= date <= e.valid_to),
+        rules=rules,
+    )
+
+
+def load_instance(path: str | Path, params: SolveParams) -> tuple[Problem, ProblemInputs]:
+    """The Problem of a scenario file's date and its inputs (InstanceError: unreadable or refused file)."""
+    try:
+        scenario = load_scenario(path)
+    except (OSError, ValueError) as exc:
+        raise InstanceError(str(exc)) from None
+    inputs = scenario_inputs(scenario, load_rules())
+    return build_problem(inputs, params), inputs
