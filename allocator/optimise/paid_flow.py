@@ -5,6 +5,15 @@ Flow is measured in points. Graph nodes: demand d (0..D-1, supply = its points d
 demand on it, a point is a point everywhere and the problem is a pure network flow, solved exactly in
 integers by OR-Tools' SimpleMinCostFlow, built from numpy arrays in one call per kind of data.
 
+Under-delivery comes first, exactly: the model charges P per undelivered point (a demand -> sink arc of
+cost P, P large enough to dominate any value), and the solver is asked for the same thing without that
+arc: `solve_max_flow_with_min_cost` delivers the most points the supply can carry (a max flow), and among
+those flows the cheapest. That is the model's optimum whenever P dominates (which is what P is for, and
+what the HiGHS oracle, solving the model with its P arcs, checks), and it is lexicographic by
+construction where P might not. It is also faster: without the P arcs the solver's costs span 10^4
+instead of 10^7, so cost scaling needs fewer refinements (10.1 s -> 7.8 s at 1M arcs, 68.9 s -> 58.4 s at
+5M arcs, same optimum; docs/model.md "Under-delivery").
+
 Representativeness (SHALE's idea) is a *soft* cap on each arc: demand d may take up to
 cap[d,s] = ceil(kappa * points_d * paidcap_s / eligible_paidcap_d) points from node s at the full value,
 and more only through a parallel overflow arc that costs `spread_penalty` more per point. Soft rather than
@@ -139,12 +148,12 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
     n_over = has_over.size
     paidcap = node_paid_points(problem)
     # one preallocated array per column (int32 ids, int64 capacities and costs): no concatenations
-    n_all = n_arcs + n_over + n_nodes + n_dem
+    n_all = n_arcs + n_over + n_nodes
     tails = np.empty(n_all, np.int32)
     heads = np.empty(n_all, np.int32)
     caps = np.empty(n_all, np.int64)
     costs = np.empty(n_all, np.int64)
-    a, b, c = n_arcs, n_arcs + n_over, n_arcs + n_over + n_nodes
+    a, b = n_arcs, n_arcs + n_over
     # 1. demand -> node, up to the representativeness cap, at minus the value of a point
     tails[:a] = problem.arc_demand
     heads[:a] = problem.arc_node
@@ -158,15 +167,12 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
     costs[a:b] = cost[has_over]
     costs[a:b] += params.spread_penalty
     # 3. node -> sink, the node's paid capacity in points
-    tails[b:c] = np.arange(n_dem, sink, dtype=np.int32)
-    heads[b:c] = sink
-    caps[b:c] = paidcap
-    costs[b:c] = 0
-    # 4. demand -> sink, under-delivery at a penalty that dominates any value
-    tails[c:] = np.arange(n_dem, dtype=np.int32)
-    heads[c:] = sink
-    caps[c:] = points
-    costs[c:] = params.under_delivery_penalty
+    tails[b:] = np.arange(n_dem, sink, dtype=np.int32)
+    heads[b:] = sink
+    caps[b:] = paidcap
+    costs[b:] = 0
+    # 4. (demand -> sink, under-delivery at P per point: not built; the max flow with min cost below
+    # delivers every point it can before it looks at cost, which is what P enforces)
     supplies = np.zeros(sink + 1, np.int64)
     supplies[:n_dem] = points
     supplies[sink] = -int(points.sum())
@@ -175,7 +181,7 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
     arc_ids = smcf.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
     smcf.set_nodes_supplies(np.arange(sink + 1, dtype=np.int32), supplies)
     built = time.perf_counter() - start
-    status = smcf.solve()
+    status = smcf.solve_max_flow_with_min_cost()
     if status != smcf.OPTIMAL:
         logger.warning("paid min-cost flow ended with status %s", status)
         return _empty(problem, False, f"paid min-cost flow status {status.name}")
@@ -183,7 +189,6 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
     flows = np.asarray(smcf.flows(np.asarray(arc_ids)), dtype=np.int64)
     arc_points = flows[:n_arcs].copy()
     arc_points[has_over] += flows[n_arcs : n_arcs + n_over]
-    under = flows[-n_dem:] if n_dem else np.zeros(0, np.int64)
 
     used = np.flatnonzero(arc_points > 0)
     p_dem = problem.arc_demand[used].astype(np.int32)
@@ -193,6 +198,8 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
     quality: F64 = problem.arc_quality[used]
     delivered = np.zeros(n_dem, dtype=np.int64)
     np.add.at(delivered, p_dem, p_points)
+    under = points - delivered
+    penalty_part = params.under_delivery_penalty * int(under.sum())
     return PaidResult(
         ok=True,
         detail="",
@@ -203,7 +210,7 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
         delivered=delivered,
         under=under,
         value=float(np.dot(quality, p_impr)),
-        penalty=float(params.under_delivery_penalty * int(under.sum())),
-        objective=float(smcf.optimal_cost()),
+        penalty=float(penalty_part),
+        objective=float(int(smcf.optimal_cost()) + penalty_part),
         build_seconds=built,
     )
