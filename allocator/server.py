@@ -183,6 +183,7 @@ def start_app(settings: Settings) -> App:
     solver_process = SolverProcess() if settings.solve_process else None
     if solver_process is not None:
         planner.solver = solver_process.solve
+        solver_process.warm()  # the child starts while the server does: the first Solve does not wait for it
     servicer = AllocatorServicer(records, planner, rules, keys, Limits())
     servicer.on_redis_error = metrics.redis_error
     serving_store = ServingStore(

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -50,6 +50,10 @@ def _exit_with(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(PARENT_POLL_S)
     os._exit(0)
+
+
+def _ready() -> int:
+    return os.getpid()
 
 
 def _run(token: str, problem: Problem, params: SolveParams) -> Plan:
@@ -98,6 +102,11 @@ class SolverProcess:
                 done.set()
             elif sink is not None:
                 sink(phase)
+
+    def warm(self) -> Future[int]:
+        """Start the child now, without waiting: its interpreter start and imports (about a second on
+        this machine) are then not paid by the first Solve after a restart. The future gives its pid."""
+        return self._ensure().submit(_ready)
 
     def solve(
         self, problem: Problem, params: SolveParams, on_phase: Callable[[str], None] | None = None

@@ -3,6 +3,8 @@ events and re-plans come through it, and the child goes away with the server."""
 
 from __future__ import annotations
 
+import time
+
 import psutil
 
 from allocator.domain import SolveParams
@@ -17,9 +19,9 @@ from trafficalloc.v1 import allocator_pb2 as pb
 
 
 def test_solves_and_replans_run_in_a_child_process_that_stops_with_the_server(servers: ServerFactory) -> None:
-    srv = servers.start(solve_process=True)
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
+    srv = servers.start(solve_process=True)
     with AllocatorClient(srv.target, timeout=120) as c:
         c.wait_until_serving(20)
         plan_id = solved_day(c)
@@ -43,6 +45,28 @@ def test_solves_and_replans_run_in_a_child_process_that_stops_with_the_server(se
     srv.app.stop(1)
     for child in children:
         child.wait(timeout=10)  # the solver process is gone with the server
+
+
+def test_the_solver_process_is_started_with_the_server_before_any_solve(servers: ServerFactory) -> None:
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    srv = servers.start(solve_process=True)
+    deadline = time.monotonic() + 30
+    started: list[psutil.Process] = []
+    while not started and time.monotonic() < deadline:  # nothing has been solved: the server started it
+        started = [
+            p
+            for p in me.children(recursive=True)
+            if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline())
+        ]
+        time.sleep(0.05)
+    assert len(started) == 1, "the server did not start its solver process"
+    child = started[0]
+    assert srv.app.solver_process is not None
+    assert srv.app.solver_process.warm().result(timeout=60) == child.pid  # the same child, now ready
+    assert child.nice() == min(19, me.nice() + NICENESS)
+    srv.app.stop(1)
+    child.wait(timeout=10)
 
 
 def test_every_phase_of_a_solve_is_forwarded_before_its_plan_returns() -> None:
