@@ -8,6 +8,9 @@ and load generators in separate processes (grpc.aio clients). Measures, in one r
   p50_ms, p99_ms  PickMerchants latency at 70% of rps (open loop: latency counts from each call's
             scheduled start, so queueing is not hidden), and alloc_p99_ms for GetMerchantAllocation
             calls mixed into that load;
+  server_cpu_ms_per_pick, redis_cpu_ms_per_pick, client_cpu_ms_per_pick  CPU (user + system) each group
+            of processes spent per call at full load, and echo_server_cpu_ms_per_call for the echo: the
+            cost of a pick, steadier than rps on a machine whose other work moves the rates by 15-30 %;
   over_delivered  impressions beyond any line's plan, from the Redis counters against the plan (must be 0);
   errors, degraded, empty_share (answers with no merchant: the hour's plan used up or paced for later).
 
@@ -34,6 +37,7 @@ from typing import Any, cast
 
 import grpc
 import numpy as np
+import psutil
 import redis
 
 from allocator.plan_codec import PlanView, decode_plan
@@ -126,17 +130,21 @@ def _closed_loop(
         stubs = [pb_grpc.AllocatorServiceStub(ch) for ch in channels]
         gen = _requests(slots, weights, when, seed)
         done = errors = degraded = empty = 0
+        cpu_start = 0.0
         codes: dict[str, int] = {}
         warm_end = time.perf_counter() + 1.0
         end = warm_end + duration
 
         async def worker(i: int) -> None:
-            nonlocal done, errors, degraded, empty
+            nonlocal done, errors, degraded, empty, cpu_start
             stub = stubs[i % len(stubs)]
             while True:
                 now = time.perf_counter()
                 if now >= end:
                     return
+                if now >= warm_end and not cpu_start:
+                    cpu_start = time.process_time()  # this load generator's CPU from the end of the warm-up
+                    out.put("warm")  # the parent starts the servers' CPU clock when every generator is warm
                 code = ""
                 try:
                     r = await stub.PickMerchants(next(gen), timeout=10)
@@ -153,9 +161,14 @@ def _closed_loop(
                         empty += 1
 
         await asyncio.gather(*(worker(i) for i in range(conc)))
+        if not cpu_start:  # no call started after the warm-up: nothing to measure, but say so
+            cpu_start = time.process_time()
+            out.put("warm")
+        cpu = time.process_time() - cpu_start
         for ch in channels:
             await ch.close()
-        return {"calls": done, "errors": errors, "codes": codes, "degraded": degraded, "empty": empty}
+        counts = {"calls": done, "errors": errors, "degraded": degraded, "empty": empty}
+        return {**counts, "codes": codes, "cpu_s": cpu}
 
     out.put(asyncio.run(run()))
 
@@ -227,9 +240,31 @@ def _open_loop(
     out.put(asyncio.run(run()))
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (0 for one that is gone)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
 def closed_load(
-    targets: list[str], conc: int, duration: float, procs: int, slots: Any, weights: Any, when: dt.datetime
+    targets: list[str],
+    conc: int,
+    duration: float,
+    procs: int,
+    slots: Any,
+    weights: Any,
+    when: dt.datetime,
+    watch: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
+    """Closed-loop load; `watch` names groups of pids (servers, redis) whose CPU per call is reported
+    (measured from one second in, after the warm-up, to the end; like the load generators' own)."""
+    watch = watch or {}
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     ps = [
@@ -238,11 +273,21 @@ def closed_load(
     ]
     for p in ps:
         p.start()
-    results = [q.get() for _ in ps]
+    items = [q.get()]
+    while sum(1 for x in items if x == "warm") < len(ps):
+        items.append(q.get())
+    before = {name: cpu_seconds(pids) for name, pids in watch.items()}
+    results = [x for x in items if x != "warm"]
+    while len(results) < len(ps):
+        results.append(q.get())
+    used = {name: cpu_seconds(pids) - before.get(name, 0.0) for name, pids in watch.items()}
     for p in ps:
         p.join()
     calls = sum(r["calls"] for r in results)
+    per_call = {f"{name}_cpu_ms_per_call": round(1000 * t / max(1, calls), 3) for name, t in used.items()}
+    per_call["client_cpu_ms_per_call"] = round(1000 * sum(r["cpu_s"] for r in results) / max(1, calls), 3)
     return {
+        **per_call,
         "rps": calls / duration,
         "calls": calls,
         "errors": sum(r["errors"] for r in results),
@@ -391,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
                     slots_w[(int(n.channel), n.region)] = float(n.capacity_impressions)
             slots, weights = list(slots_w), list(slots_w.values())
 
-            full = closed_load(targets, a.concurrency, a.duration, a.load_procs, slots, weights, when)
+            assert red.process is not None
+            watch = {"server": [p.pid for p in procs], "redis": [red.process.pid]}
+            full = closed_load(targets, a.concurrency, a.duration, a.load_procs, slots, weights, when, watch)
             paced = open_load(
                 # an hour of its own (19:30), so the paced phase meets fresh pace allowances as real
                 # traffic does, not the hour the full-load phase just used up to its pace
@@ -420,7 +467,17 @@ def main(argv: list[str] | None = None) -> int:
                 ep.start()
                 echo_procs.append(ep)
             echo_targets = [f"127.0.0.1:{q.get()}" for _ in echo_procs]
-            echo = closed_load(echo_targets, a.concurrency, a.duration, a.load_procs, slots, weights, when)
+            echo_pids = [ep.pid for ep in echo_procs if ep.pid is not None]
+            echo = closed_load(
+                echo_targets,
+                a.concurrency,
+                a.duration,
+                a.load_procs,
+                slots,
+                weights,
+                when,
+                {"server": echo_pids},
+            )
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
@@ -438,6 +495,12 @@ def main(argv: list[str] | None = None) -> int:
         "rps": round(full["rps"], 1),
         "echo_rps": round(echo["rps"], 1),
         "ratio": round(full["rps"] / echo["rps"], 3) if echo["rps"] else None,
+        # CPU per call at full load, by process group (ms): steadier than rps on a shared machine
+        "server_cpu_ms_per_pick": full["server_cpu_ms_per_call"],
+        "redis_cpu_ms_per_pick": full["redis_cpu_ms_per_call"],
+        "client_cpu_ms_per_pick": full["client_cpu_ms_per_call"],
+        "echo_server_cpu_ms_per_call": echo["server_cpu_ms_per_call"],
+        "echo_client_cpu_ms_per_call": echo["client_cpu_ms_per_call"],
         "p50_ms": paced["p50_ms"],
         "p99_ms": paced["p99_ms"],
         "alloc_p50_ms": paced["alloc_p50_ms"],
