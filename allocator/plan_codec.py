@@ -258,18 +258,21 @@ class PlanView:
         return [(m, w, int(x)) for m, (w, x) in sorted(totals.items())]
 
     def _cells(self, nodes: I32, impressions: I64, points: I64, rid: str) -> list[Cell]:
+        """Cells of the given arcs with anything on them; the columns are read with one take each (a
+        merchant portal asks for a merchant at a time, on the same replicas that serve the hot path)."""
+        keep = (impressions > 0) | (points > 0)
+        nodes = nodes[keep]
         regions = self.s.regions.tolist()
         return [
-            Cell(
-                int(self.s.node_channel[n]),
-                int(self.s.node_hour[n]),
-                regions[int(self.s.node_region[n])],
-                int(i),
-                int(p),
-                rid,
+            Cell(channel, hour, regions[region], shown, spent, rid)
+            for channel, hour, region, shown, spent in zip(
+                self.s.node_channel[nodes].tolist(),
+                self.s.node_hour[nodes].tolist(),
+                self.s.node_region[nodes].tolist(),
+                impressions[keep].tolist(),
+                points[keep].tolist(),
+                strict=True,
             )
-            for n, i, p in zip(nodes, impressions, points, strict=True)
-            if i > 0 or p > 0
         ]
 
 
