@@ -15,6 +15,24 @@ def parse_date(text: str) -> dt.date:
     return dt.date.fromisoformat(text)
 
 
+def stored_redemption(request: pb.RecordRedemptionRequest, redemption_id: str) -> pb.Redemption:
+    """The record a RecordRedemption request stores: its fields, ACTIVE, under the given id (the caller
+    sets create_time)."""
+    return pb.Redemption(
+        redemption_id=redemption_id,
+        merchant_id=request.merchant_id,
+        program=request.program,
+        points=request.points,
+        channels=request.channels,
+        flight_start_date=request.flight_start_date,
+        flight_end_date=request.flight_end_date,
+        regions=request.regions,
+        quality=request.quality,
+        status=pb.REDEMPTION_STATUS_ACTIVE,
+        request_id=request.request_id,
+    )
+
+
 def redemption_from_pb(m: pb.Redemption) -> Redemption:
     return Redemption(
         redemption_id=m.redemption_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb
+from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb, stored_redemption
 from allocator.domain import Problem, ProblemInputs, Rules, SolveParams
 from allocator.errors import InvalidArgument
 from allocator.problem import build_problem
@@ -46,18 +46,7 @@ def scenario_inputs(scenario: Scenario, rules: Rules, limits: Limits | None = No
             check_redemption(checked, rules, limits)
         except InvalidArgument as exc:
             raise _refused(f"redemptions[{i}]", exc) from None
-        stored = pb.Redemption(
-            redemption_id=f"rdm-{i:08d}",
-            merchant_id=req.merchant_id,
-            program=req.program,
-            points=req.points,
-            channels=req.channels,
-            flight_start_date=req.flight_start_date,
-            flight_end_date=req.flight_end_date,
-            regions=req.regions,
-            quality=req.quality,
-            status=pb.REDEMPTION_STATUS_ACTIVE,
-        )
+        stored = stored_redemption(checked, f"rdm-{i:08d}")
         redemptions.append(redemption_from_pb(stored))
     for start in range(0, len(scenario.eligibility), ELIGIBILITY_BATCH):
         batch = pb.SetEligibilityRequest(

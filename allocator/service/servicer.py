@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from allocator.convert import redemption_from_pb, rules_to_pb
+from allocator.convert import redemption_from_pb, rules_to_pb, stored_redemption
 from allocator.domain import Channel, Program, Rules
 from allocator.errors import FailedPrecondition, NotFound
 from allocator.events import DONE, Progress
@@ -106,20 +106,8 @@ class AllocatorServicer(ServingRpcs, pb_grpc.AllocatorServiceServicer):
         key = self.keys.redemption_request(request.request_id)
         prior = self.records.writer.previous(key, digest)
         if prior is None:
-            redemption = pb.Redemption(
-                redemption_id=f"rdm-{uuid.uuid4().hex[:20]}",
-                merchant_id=request.merchant_id,
-                program=request.program,
-                points=request.points,
-                channels=request.channels,
-                flight_start_date=request.flight_start_date,
-                flight_end_date=request.flight_end_date,
-                regions=request.regions,
-                quality=request.quality,
-                status=pb.REDEMPTION_STATUS_ACTIVE,
-                request_id=request.request_id,
-                create_time=_now(),
-            )
+            redemption = stored_redemption(request, f"rdm-{uuid.uuid4().hex[:20]}")
+            redemption.create_time.CopyFrom(_now())
             response = pb.RecordRedemptionResponse(redemption=redemption)
             prior = self.records.record_redemption(
                 request.request_id, digest, redemption, response.SerializeToString()
