@@ -232,6 +232,8 @@ def start_app(settings: Settings) -> App:
         else:
             port = server.add_secure_port(settings.listen, credentials)
     except RuntimeError as exc:
+        if solver_process is not None:
+            solver_process.close()
         if embedded:
             embedded.stop()
         raise SystemExit(f"cannot listen on {settings.listen}: {exc}") from exc

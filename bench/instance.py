@@ -2,7 +2,10 @@
 
 The file is checked by the server's own request validation (the same field violations a PublishInventory,
 RecordRedemption or SetEligibility call would get) and turned into the Problem the service would solve
-for the scenario's date: records converted by allocator.convert, the shipped rules, build_problem.
+for the scenario's date: records converted by allocator.convert, the shipped rules, build_problem. The
+writes mean what `apply_scenario` makes of them: a repeated request id is a retry (refused if its content
+differs), a merchant's later eligibility batch replaces its earlier entry. Demands come in the file's
+order, where the service orders records by their random ids, so a tie between optima may fall otherwise.
 """
 
 from __future__ import annotations
@@ -38,14 +41,23 @@ def scenario_inputs(scenario: Scenario, rules: Rules, limits: Limits | None = No
     except InvalidArgument as exc:
         raise _refused("inventory", exc) from None
     redemptions = []
+    seen: dict[str, bytes] = {}  # request id -> content: a repeat is a replay, or refused if it differs
     for i, req in enumerate(scenario.redemptions):
         checked = pb.RecordRedemptionRequest()
         checked.CopyFrom(req)
-        checked.request_id = req.request_id or f"bench-{i}"
+        checked.request_id = req.request_id or f"{scenario.name}-r-{i}"  # as apply_scenario names it
         try:
             check_redemption(checked, rules, limits)
         except InvalidArgument as exc:
             raise _refused(f"redemptions[{i}]", exc) from None
+        content = checked.SerializeToString(deterministic=True)
+        if checked.request_id in seen:
+            if seen[checked.request_id] != content:
+                raise InstanceError(
+                    f"redemptions[{i}]: request_id {checked.request_id!r} was used with other content"
+                )
+            continue  # the service answers a retry with the first record and records nothing new
+        seen[checked.request_id] = content
         stored = stored_redemption(checked, f"rdm-{i:08d}")
         redemptions.append(redemption_from_pb(stored))
     for start in range(0, len(scenario.eligibility), ELIGIBILITY_BATCH):
@@ -56,10 +68,9 @@ def scenario_inputs(scenario: Scenario, rules: Rules, limits: Limits | None = No
             check_eligibility(batch, limits)
         except InvalidArgument as exc:
             raise _refused(f"eligibility (entries from {start})", exc) from None
-    merchants = [e.merchant_id for e in scenario.eligibility]
-    if len(set(merchants)) != len(merchants):
-        raise InstanceError("eligibility: a merchant is listed twice")
-    eligibility = [eligibility_from_pb(e) for e in scenario.eligibility]
+    # a later batch replaces a merchant's earlier entry, as SetEligibility does (within a batch: refused)
+    latest = {e.merchant_id: e for e in scenario.eligibility}
+    eligibility = [eligibility_from_pb(e) for e in latest.values()]
     inventory = pb.GetInventoryResponse(date=scenario.date, nodes=scenario.inventory)
     return ProblemInputs(
         dates=(date,),

@@ -123,8 +123,19 @@ def _requests(slots: list[tuple[int, str]], weights: list[float], when: dt.datet
 
 
 def _closed_loop(
-    targets: list[str], conc: int, duration: float, slots: Any, weights: Any, when: Any, seed: int, out: Any
+    targets: list[str],
+    conc: int,
+    duration: float,
+    slots: Any,
+    weights: Any,
+    when: Any,
+    seed: int,
+    out: Any,
+    go: Any,
 ) -> None:
+    """`conc` calls in flight for a second of warm-up, then "warm" on `out`; calls are counted (and this
+    process's CPU clocked) from when the parent sets `go` (every generator warm) for `duration` seconds."""
+
     async def run() -> dict[str, Any]:
         channels = [grpc.aio.insecure_channel(t) for t in targets]
         stubs = [pb_grpc.AllocatorServiceStub(ch) for ch in channels]
@@ -133,24 +144,30 @@ def _closed_loop(
         cpu_start = 0.0
         codes: dict[str, int] = {}
         warm_end = time.perf_counter() + 1.0
-        end = warm_end + duration
+        said_warm = False
+        end = float("inf")  # set when counting starts
+        give_up = warm_end + 60.0  # the parent never said go (another generator died): stop anyway
 
         async def worker(i: int) -> None:
-            nonlocal done, errors, degraded, empty, cpu_start
+            nonlocal done, errors, degraded, empty, cpu_start, said_warm, end
             stub = stubs[i % len(stubs)]
             while True:
                 now = time.perf_counter()
-                if now >= end:
+                if now >= end or now >= give_up:
                     return
-                if now >= warm_end and not cpu_start:
-                    cpu_start = time.process_time()  # this load generator's CPU from the end of the warm-up
-                    out.put("warm")  # the parent starts the servers' CPU clock when every generator is warm
+                if now >= warm_end and not said_warm:
+                    said_warm = True
+                    out.put("warm")
+                if said_warm and not cpu_start and go.is_set():
+                    cpu_start = time.process_time()  # the whole measured window, same as the servers'
+                    end = now + duration
+                counted = bool(cpu_start)
                 code = ""
                 try:
                     r = await stub.PickMerchants(next(gen), timeout=10)
                 except grpc.aio.AioRpcError as exc:
                     code = exc.code().name
-                if now >= warm_end:
+                if counted:
                     done += 1
                     if code:
                         errors += 1
@@ -161,10 +178,9 @@ def _closed_loop(
                         empty += 1
 
         await asyncio.gather(*(worker(i) for i in range(conc)))
-        if not cpu_start:  # no call started after the warm-up: nothing to measure, but say so
-            cpu_start = time.process_time()
+        if not said_warm:  # no call reached the end of the warm-up: say so, so the parent does not wait
             out.put("warm")
-        cpu = time.process_time() - cpu_start
+        cpu = time.process_time() - cpu_start if cpu_start else 0.0
         for ch in channels:
             await ch.close()
         counts = {"calls": done, "errors": errors, "degraded": degraded, "empty": empty}
@@ -262,13 +278,18 @@ def closed_load(
     when: dt.datetime,
     watch: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
-    """Closed-loop load; `watch` names groups of pids (servers, redis) whose CPU per call is reported
-    (measured from one second in, after the warm-up, to the end; like the load generators' own)."""
+    """Closed-loop load from `procs` generator processes; `watch` names groups of pids (servers, redis)
+    whose CPU per call is reported, over the same window the calls are counted in (from `go`)."""
+    if procs < 1:
+        raise ValueError("closed_load needs at least one load generator process")
     watch = watch or {}
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
+    go = ctx.Event()
     ps = [
-        ctx.Process(target=_closed_loop, args=(targets, conc // procs, duration, slots, weights, when, i, q))
+        ctx.Process(
+            target=_closed_loop, args=(targets, conc // procs, duration, slots, weights, when, i, q, go)
+        )
         for i in range(procs)
     ]
     for p in ps:
@@ -277,6 +298,7 @@ def closed_load(
     while sum(1 for x in items if x == "warm") < len(ps):
         items.append(q.get())
     before = {name: cpu_seconds(pids) for name, pids in watch.items()}
+    go.set()
     results = [x for x in items if x != "warm"]
     while len(results) < len(ps):
         results.append(q.get())

@@ -27,6 +27,7 @@ from allocator.optimise import solve
 from allocator.optimise.free_pool import node_free_capacity
 from allocator.problem import node_paid_points
 from allocator.summary import plan_figures
+from bench.instance import InstanceError
 
 _PRICE = np.array([0, 60, 40, 80])  # points per mille by channel value
 _SHARE = np.array([0.0, 0.10, 0.15, 0.10])  # daily-promotion share by channel value
@@ -94,10 +95,10 @@ def generate(spec: Spec) -> Problem:
     )
 
 
-def contention_of(problem: Problem) -> float:
-    """Paid points due over the paid supply in points: the C that --contention asks for."""
+def contention_of(problem: Problem) -> float | None:
+    """Paid points due over the paid supply in points: the C that --contention asks for (None: no supply)."""
     supply = int(node_paid_points(problem).sum())
-    return int(problem.demand_points.sum()) / supply if supply else float("inf")
+    return int(problem.demand_points.sum()) / supply if supply else None
 
 
 def run(spec: Spec, oracle: bool, baselines: bool, instance: str | None = None) -> dict[str, object]:
@@ -121,7 +122,7 @@ def run(spec: Spec, oracle: bool, baselines: bool, instance: str | None = None) 
             "date": inputs.dates[0].isoformat(),
             "merchants": len({r.merchant_id for r in inputs.redemptions}),
             "redemptions": len(inputs.redemptions),
-            "contention": round(contention_of(problem), 6),
+            "contention": None if (c := contention_of(problem)) is None else round(c, 6),
         }
     gen_s = time.perf_counter() - started
     plan = solve(problem, params)
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = Spec(args.merchants, args.nodes, args.arcs_per_merchant, args.contention, args.seed)
     try:
         out = run(spec, args.oracle, args.baselines, args.instance)
-    except ValueError as exc:  # bench.instance.InstanceError: unreadable or refused scenario file
+    except InstanceError as exc:  # unreadable or refused scenario file
         print(f"bench.solve: {exc}", file=sys.stderr)
         return 2
     if not args.json:

@@ -12,7 +12,7 @@ those flows the cheapest. That is the model's optimum whenever P dominates (whic
 what the HiGHS oracle, solving the model with its P arcs, checks), and it is lexicographic by
 construction where P might not. It is also faster: without the P arcs the solver's costs span 10^4
 instead of 10^7, so cost scaling needs fewer refinements (10.1 s -> 7.8 s at 1M arcs, 68.9 s -> 58.4 s at
-5M arcs, same optimum; docs/model.md "Under-delivery").
+5M arcs, same optimum; docs/model.md "How the solver is asked").
 
 Representativeness (SHALE's idea) is a *soft* cap on each arc: demand d may take up to
 cap[d,s] = ceil(kappa * points_d * paidcap_s / eligible_paidcap_d) points from node s at the full value,
@@ -120,8 +120,9 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
 
     start = time.perf_counter()
     cap, pc, cost = arc_caps_and_costs(problem, params)
-    # Under-delivery must dominate any value: at least 1000x the dearest arc's cost. The optimal cost
-    # must also fit in int64 with room to spare, or OR-Tools would saturate it silently.
+    # Under-delivery must dominate any value: at least 1000x the dearest arc's cost. The model's cost, P
+    # included, must fit in int64 with room to spare (the objective is reported in those units; the
+    # solver itself now sees only the value and spread costs, far inside its range).
     max_cost = int(np.abs(cost).max()) + params.spread_penalty
     penalty = max(params.under_delivery_penalty, 1000 * max_cost)
     if (penalty + max_cost) * int(points.sum()) >= _COST_LIMIT:

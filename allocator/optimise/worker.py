@@ -65,6 +65,11 @@ def _run(token: str, problem: Problem, params: SolveParams) -> Plan:
         _events.put((token, _END))
 
 
+def _log_warm_failure(future: Future[int]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("the solver process did not start: %s", future.exception())
+
+
 class SolverProcess:
     """One child process that runs solves one at a time (calls from several threads queue up)."""
 
@@ -106,7 +111,9 @@ class SolverProcess:
     def warm(self) -> Future[int]:
         """Start the child now, without waiting: its interpreter start and imports (about a second on
         this machine) are then not paid by the first Solve after a restart. The future gives its pid."""
-        return self._ensure().submit(_ready)
+        future = self._ensure().submit(_ready)
+        future.add_done_callback(_log_warm_failure)
+        return future
 
     def solve(
         self, problem: Problem, params: SolveParams, on_phase: Callable[[str], None] | None = None

@@ -66,6 +66,13 @@ def test_instance_file_the_service_would_refuse_is_refused_naming_the_field(
     assert out == {}
     assert "redemptions[3]" in err and "points" in err
 
+    scenario.redemptions[3].points = 50  # fixed; now a retry of another write's request id, other content
+    scenario.redemptions[3].request_id = scenario.redemptions[4].request_id = "same-id"
+    scenario.redemptions[4].points = 51
+    dump_scenario(scenario, path)
+    code, out, err = _bench(capsys, "--instance", str(path))
+    assert code == 2 and "redemptions[4]" in err and "same-id" in err
+
     path.write_text("{not json", encoding="utf-8")
     code, out, err = _bench(capsys, "--instance", str(path))
     assert code == 2 and "not JSON" in err
