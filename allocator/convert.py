@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 
-from allocator.domain import Channel, Eligibility, Program, Redemption, Rules, SupplyNode
+from allocator.domain import Channel, Eligibility, ProblemInputs, Program, Redemption, Rules, SupplyNode
 from trafficalloc.v1 import allocator_pb2 as pb
 
 
@@ -72,6 +73,31 @@ def nodes_from_pb(date: dt.date, inventory: pb.GetInventoryResponse, rules: Rule
         )
         for n in inventory.nodes
     ]
+
+
+def inputs_from_records(
+    dates: tuple[dt.date, ...],
+    inventories: Sequence[pb.GetInventoryResponse],
+    redemptions: Iterable[pb.Redemption],
+    eligibility: Iterable[pb.DailyPromotionEligibility],
+    rules: Rules,
+) -> ProblemInputs:
+    """What one solve of `dates` reads: every date's nodes (`inventories` aligned with `dates`), the
+    active redemptions whose flight overlaps the dates and the eligibility valid on one of them, in the
+    order given (demand d is the d-th such redemption)."""
+    first, last = dates[0], dates[-1]
+    nodes: list[SupplyNode] = []
+    for d, inv in zip(dates, inventories, strict=True):
+        nodes += nodes_from_pb(d, inv, rules)
+    reds = (redemption_from_pb(m) for m in redemptions)
+    eligs = (eligibility_from_pb(m) for m in eligibility)
+    return ProblemInputs(
+        dates=dates,
+        nodes=tuple(nodes),
+        redemptions=tuple(r for r in reds if r.active and r.flight_start <= last and r.flight_end >= first),
+        eligibility=tuple(e for e in eligs if e.valid_from <= last and e.valid_to >= first),
+        rules=rules,
+    )
 
 
 def rules_to_pb(rules: Rules) -> pb.GetRulesResponse:

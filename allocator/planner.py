@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from google.protobuf import timestamp_pb2
 
 from allocator import events, memory
-from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb
-from allocator.domain import Channel, Plan, Problem, ProblemInputs, Program, Rules, SolveParams, SupplyNode
+from allocator.convert import inputs_from_records
+from allocator.domain import Channel, Plan, Problem, ProblemInputs, Program, Rules, SolveParams
 from allocator.errors import FailedPrecondition, NotFound, Unavailable
 from allocator.events import Progress, ProgressSink, SolveObserver
 from allocator.optimise import solve
@@ -246,23 +246,12 @@ class Planner:
         if raw.redemptions is None or raw.eligibility is None:
             raw = self._with_records(raw)
         assert raw.redemptions is not None and raw.eligibility is not None
-        first, last = raw.dates[0], raw.dates[-1]
-        nodes: list[SupplyNode] = []
-        for d, inv in zip(raw.dates, raw.inventories, strict=True):
-            nodes += nodes_from_pb(d, pb.GetInventoryResponse.FromString(inv), self.rules)
-        reds = [redemption_from_pb(pb.Redemption.FromString(v)) for _, v in sorted(raw.redemptions.items())]
-        eligs = [
-            eligibility_from_pb(pb.DailyPromotionEligibility.FromString(v))
-            for _, v in sorted(raw.eligibility.items())
-        ]
-        return ProblemInputs(
-            dates=raw.dates,
-            nodes=tuple(nodes),
-            redemptions=tuple(
-                r for r in reds if r.active and r.flight_start <= last and r.flight_end >= first
-            ),
-            eligibility=tuple(e for e in eligs if e.valid_from <= last and e.valid_to >= first),
-            rules=self.rules,
+        return inputs_from_records(
+            raw.dates,
+            [pb.GetInventoryResponse.FromString(inv) for inv in raw.inventories],
+            (pb.Redemption.FromString(v) for _, v in sorted(raw.redemptions.items())),
+            (pb.DailyPromotionEligibility.FromString(v) for _, v in sorted(raw.eligibility.items())),
+            self.rules,
         )
 
     def current_inputs(self, dates: tuple[dt.date, ...]) -> tuple[RawInputs, ProblemInputs]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from allocator.convert import eligibility_from_pb, nodes_from_pb, redemption_from_pb, stored_redemption
+from allocator.convert import inputs_from_records, stored_redemption
 from allocator.domain import Problem, ProblemInputs, Rules, SolveParams
 from allocator.errors import InvalidArgument
 from allocator.problem import build_problem
@@ -40,7 +40,7 @@ def scenario_inputs(scenario: Scenario, rules: Rules, limits: Limits | None = No
         date = check_inventory(publish, limits)
     except InvalidArgument as exc:
         raise _refused("inventory", exc) from None
-    redemptions = []
+    redemptions: list[pb.Redemption] = []
     seen: dict[str, bytes] = {}  # request id -> content: a repeat is a replay, or refused if it differs
     for i, req in enumerate(scenario.redemptions):
         checked = pb.RecordRedemptionRequest()
@@ -58,8 +58,7 @@ def scenario_inputs(scenario: Scenario, rules: Rules, limits: Limits | None = No
                 )
             continue  # the service answers a retry with the first record and records nothing new
         seen[checked.request_id] = content
-        stored = stored_redemption(checked, f"rdm-{i:08d}")
-        redemptions.append(redemption_from_pb(stored))
+        redemptions.append(stored_redemption(checked, f"rdm-{i:08d}"))
     for start in range(0, len(scenario.eligibility), ELIGIBILITY_BATCH):
         batch = pb.SetEligibilityRequest(
             request_id="bench", entries=scenario.eligibility[start : start + ELIGIBILITY_BATCH]
@@ -70,15 +69,8 @@ def scenario_inputs(scenario: Scenario, rules: Rules, limits: Limits | None = No
             raise _refused(f"eligibility (entries from {start})", exc) from None
     # a later batch replaces a merchant's earlier entry, as SetEligibility does (within a batch: refused)
     latest = {e.merchant_id: e for e in scenario.eligibility}
-    eligibility = [eligibility_from_pb(e) for e in latest.values()]
     inventory = pb.GetInventoryResponse(date=scenario.date, nodes=scenario.inventory)
-    return ProblemInputs(
-        dates=(date,),
-        nodes=tuple(nodes_from_pb(date, inventory, rules)),
-        redemptions=tuple(r for r in redemptions if r.flight_start <= date <= r.flight_end),
-        eligibility=tuple(e for e in eligibility if e.valid_from <= date <= e.valid_to),
-        rules=rules,
-    )
+    return inputs_from_records((date,), [inventory], redemptions, latest.values(), rules)
 
 
 def load_instance(path: str | Path, params: SolveParams) -> tuple[Problem, ProblemInputs]:

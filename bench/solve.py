@@ -27,7 +27,7 @@ from allocator.optimise import solve
 from allocator.optimise.free_pool import node_free_capacity
 from allocator.problem import node_paid_points
 from allocator.summary import plan_figures
-from bench.instance import InstanceError
+from bench.instance import InstanceError, load_instance
 
 _PRICE = np.array([0, 60, 40, 80])  # points per mille by channel value
 _SHARE = np.array([0.0, 0.10, 0.15, 0.10])  # daily-promotion share by channel value
@@ -114,8 +114,6 @@ def run(spec: Spec, oracle: bool, baselines: bool, instance: str | None = None) 
             "seed": spec.seed,
         }
     else:
-        from bench.instance import load_instance
-
         problem, inputs = load_instance(instance, params)
         source = {
             "instance": instance,
