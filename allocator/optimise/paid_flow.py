@@ -11,8 +11,9 @@ arc: `solve_max_flow_with_min_cost` delivers the most points the supply can carr
 those flows the cheapest. That is the model's optimum whenever P dominates (which is what P is for, and
 what the HiGHS oracle, solving the model with its P arcs, checks), and it is lexicographic by
 construction where P might not. It is also faster: without the P arcs the solver's costs span 10^4
-instead of 10^7, so cost scaling needs fewer refinements (10.1 s -> 7.8 s at 1M arcs, 68.9 s -> 58.4 s at
-5M arcs, same optimum; docs/model.md "How the solver is asked").
+instead of 10^7, so cost scaling needs fewer refinements (the same graphs back to back: 10.5-10.9 s ->
+8.5-8.7 s at 1M arcs, 68.9 s -> 58.4 s at 5M arcs, same optimum; docs/model.md "How the solver is
+asked").
 
 Representativeness (SHALE's idea) is a *soft* cap on each arc: demand d may take up to
 cap[d,s] = ceil(kappa * points_d * paidcap_s / eligible_paidcap_d) points from node s at the full value,

@@ -109,7 +109,7 @@ class SolverProcess:
                 sink(phase)
 
     def warm(self) -> Future[int]:
-        """Start the child now, without waiting: its interpreter start and imports (about a second on
+        """Start the child now, without waiting: its interpreter start and imports (0.31-0.34 s on
         this machine) are then not paid by the first Solve after a restart. The future gives its pid."""
         future = self._ensure().submit(_ready)
         future.add_done_callback(_log_warm_failure)
