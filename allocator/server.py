@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 import time
-from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ from allocator.metrics import Metrics, MetricsInterceptor
 from allocator.optimise.worker import SolverProcess
 from allocator.planner import Planner
 from allocator.rules import load_rules
+from allocator.service.rpc_pool import RpcPool
 from allocator.service.servicer import AllocatorServicer
 from allocator.service.status import DecodeErrorInterceptor
 from allocator.service.validation import Limits
@@ -65,6 +65,7 @@ class App:
     metrics_port: int | None = None
     engine: ServingEngine | None = None
     solver_process: SolverProcess | None = None
+    pool: RpcPool | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
     _monitor: threading.Thread | None = None
     ready: threading.Event = field(default_factory=threading.Event)  # set at the first SERVING
@@ -122,6 +123,8 @@ class App:
         self.health.enter_graceful_shutdown()
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         self.server.stop(grace).wait()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False)
         if self._monitor is not None:
             self._monitor.join(timeout=5)
         if self.solver_process is not None:
@@ -208,8 +211,9 @@ def start_app(settings: Settings) -> App:
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    pool = RpcPool(settings.workers)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.workers),
+        pool,  # grpcio uses only submit() and the future's add_done_callback()
         options=options,
         # metrics outermost, so calls the access check refuses are counted with their code
         # metrics outermost (it sees every final status), then access, then undecodable requests
@@ -247,6 +251,7 @@ def start_app(settings: Settings) -> App:
         metrics=metrics,
         engine=engine,
         solver_process=solver_process,
+        pool=pool,
     )
     if settings.metrics_listen:
         app.metrics_server, app.metrics_port = metrics.serve(settings.metrics_listen)

@@ -235,6 +235,7 @@ def _open_loop(
                 codes[exc.code().name] = codes.get(exc.code().name, 0) + 1
 
         start = time.perf_counter() + 0.5
+        cpu_start = time.process_time()
         total = int(rate * duration)
         for i in range(total):
             scheduled = start + i / rate
@@ -243,9 +244,11 @@ def _open_loop(
                 await asyncio.sleep(delay)
             tasks.append(asyncio.ensure_future(one(i, scheduled, alloc_every > 0 and i % alloc_every == 0)))
         await asyncio.gather(*tasks)
+        cpu = time.process_time() - cpu_start
         for ch in channels:
             await ch.close()
         return {
+            "cpu_s": cpu,
             "lat": lat,
             "alloc_lat": alloc_lat,
             "errors": errors,
@@ -329,7 +332,11 @@ def open_load(
     weights: Any,
     when: dt.datetime,
     merchants: list[str],
+    watch: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
+    """Open-loop load at `rate` calls a second; `watch` as closed_load's (CPU per call by group, over the
+    generators' whole run)."""
+    watch = watch or {}
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     ps = [
@@ -339,9 +346,11 @@ def open_load(
         )
         for i in range(procs)
     ]
+    before = {name: cpu_seconds(pids) for name, pids in watch.items()}
     for p in ps:
         p.start()
     results = [q.get() for _ in ps]
+    used = {name: cpu_seconds(pids) - before.get(name, 0.0) for name, pids in watch.items()}
     for p in ps:
         p.join()
     lat = np.array([x for r in results for x in r["lat"]]) * 1000
@@ -356,6 +365,13 @@ def open_load(
         "degraded": sum(r["degraded"] for r in results),
         "calls": int(lat.size + alloc.size),
         "empty": sum(r["empty"] for r in results),
+        **{
+            f"{name}_cpu_ms_per_call": round(1000 * t / max(1, lat.size + alloc.size), 3)
+            for name, t in used.items()
+        },
+        "client_cpu_ms_per_call": round(
+            1000 * sum(r["cpu_s"] for r in results) / max(1, lat.size + alloc.size), 3
+        ),
     }
 
 
@@ -473,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                 weights,
                 when - dt.timedelta(hours=1),
                 merchants,
+                watch,
             )
             r = redis.Redis.from_url(red.url)
             checked = audit(r, [plan.plan_id], date)
@@ -529,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
         "alloc_p50_ms": paced["alloc_p50_ms"],
         "alloc_p99_ms": paced["alloc_p99_ms"],
         "paced_rps": round(0.7 * full["rps"], 1),
+        # the same at 70% load (open loop; GetMerchantAllocation included): a call costs more at lower load
+        "paced_server_cpu_ms_per_call": paced["server_cpu_ms_per_call"],
+        "paced_redis_cpu_ms_per_call": paced["redis_cpu_ms_per_call"],
+        "paced_client_cpu_ms_per_call": paced["client_cpu_ms_per_call"],
         "errors": full["errors"] + paced["errors"],
         "error_codes": dict(Counter(full["error_codes"]) + Counter(paced["error_codes"])),
         "degraded": full["degraded"] + paced["degraded"],

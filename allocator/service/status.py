@@ -129,6 +129,28 @@ def rpc_boundary(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class HandlerCache:
+    """Wrapped method handlers by the handler they wrap, so an interceptor builds its wrapper once per
+    method instead of once per call (grpcio runs interceptors on its one polling thread, under the server's
+    lock, for every call). Bounded: handlers made per call (an access denial) do not pile up."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._wrapped: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def get(
+        self, handler: grpc.RpcMethodHandler, wrap: Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]
+    ) -> grpc.RpcMethodHandler:
+        hit = self._wrapped.get(id(handler))
+        if hit is not None and hit[0] is handler:  # the entry keeps the handler alive: its id is not reused
+            return hit[1]
+        wrapped = wrap(handler)
+        if len(self._wrapped) >= self._size:
+            self._wrapped.clear()
+        self._wrapped[id(handler)] = (handler, wrapped)
+        return wrapped
+
+
 class Undecodable:
     """What DecodeErrorInterceptor's deserializer returns for bytes that are not a valid request."""
 
@@ -145,6 +167,9 @@ class DecodeErrorInterceptor(grpc.ServerInterceptor):
     after any interceptor that should observe the status (e.g. metrics): interceptors=[metrics, this].
     """
 
+    def __init__(self) -> None:
+        self._cache = HandlerCache()
+
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
@@ -153,34 +178,40 @@ class DecodeErrorInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None or handler.request_streaming:
             return handler
-        decode = handler.request_deserializer
         method = handler_call_details.method
+        return self._cache.get(handler, lambda h: _lenient(h, method))
 
-        def lenient(data: bytes) -> Any:
-            try:
-                return decode(data)
-            except Exception as exc:  # any decode failure is the client's bad input
-                return Undecodable(exc)
 
-        if handler.unary_unary is not None:
-            unary = handler.unary_unary
+def _lenient(handler: Any, method: str) -> grpc.RpcMethodHandler:
+    """The handler with a deserializer that returns `Undecodable` instead of raising, and behaviours
+    that reject it before the servicer sees it."""
+    decode = handler.request_deserializer
 
-            def unary_behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-                if isinstance(request, Undecodable):
-                    _reject_undecodable(method, request, context)
-                return unary(request, context)
+    def lenient(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except Exception as exc:  # any decode failure is the client's bad input
+            return Undecodable(exc)
 
-            return handler._replace(request_deserializer=lenient, unary_unary=unary_behaviour)
-        if handler.unary_stream is not None:
-            stream = handler.unary_stream
+    if handler.unary_unary is not None:
+        unary = handler.unary_unary
 
-            def stream_behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                if isinstance(request, Undecodable):
-                    _reject_undecodable(method, request, context)
-                yield from stream(request, context)
+        def unary_behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+            if isinstance(request, Undecodable):
+                _reject_undecodable(method, request, context)
+            return unary(request, context)
 
-            return handler._replace(request_deserializer=lenient, unary_stream=stream_behaviour)
-        return handler
+        return handler._replace(request_deserializer=lenient, unary_unary=unary_behaviour)
+    if handler.unary_stream is not None:
+        stream = handler.unary_stream
+
+        def stream_behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            if isinstance(request, Undecodable):
+                _reject_undecodable(method, request, context)
+            yield from stream(request, context)
+
+        return handler._replace(request_deserializer=lenient, unary_stream=stream_behaviour)
+    return handler
 
 
 def _reject_undecodable(method: str, request: Undecodable, context: grpc.ServicerContext) -> None:
