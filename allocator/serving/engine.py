@@ -75,6 +75,16 @@ class _NodeState:
     refreshed: float = 0.0  # monotonic time of the last full read (0: never)
     outage_base: np.ndarray | None = None  # counts when this replica went degraded on the node
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _allow: tuple[int, np.ndarray] = (-1, np.zeros(0, dtype=np.int64))  # (second of the hour, allowance)
+
+    def allowance(self, second: int) -> np.ndarray:
+        """The lines' pace allowance at the start of this second of the hour, computed once a second
+        (a second's start is the lower allowance, so within the second it errs on the side of less)."""
+        at, allow = self._allow
+        if at != second:
+            allow = allowance(self.lines.cap, hour_fraction(second))
+            self._allow = (second, allow)  # one assignment: readers on other threads see old or new
+        return allow
 
 
 def picked_of(field_name: str, merchant: str) -> Picked:
@@ -185,7 +195,7 @@ class ServingEngine:
         state = self._state(plan, node, date, channel, hour, region)
         lines = state.lines
         frac = hour_fraction(seconds)
-        allow = allowance(lines.cap, frac)
+        allow = state.allowance(int(seconds))
         node_key = self.store.node_key(date.isoformat(), channel, hour, region)
         tried = np.zeros(lines.size, dtype=bool)
         chosen: list[tuple[str, str]] = []

@@ -8,10 +8,13 @@ its pace allowance), the node's capacity, and a paid redemption's points due on 
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
+
+import redis
 
 from allocator.store.connect import RedisClient
 from allocator.store.keys import Keys
@@ -189,6 +192,7 @@ class ServingStore:
         self._request_ttl = request_ttl_s
         self._counter_ttl = counter_ttl_s
         self._pick = client.register_script(_PICK_LUA)
+        self._local = threading.local()  # pick_direct: each thread's own connection
         self._report = client.register_script(_REPORT_LUA)
         self._flush = client.register_script(_FLUSH_LUA)
 
@@ -216,11 +220,42 @@ class ServingStore:
             "1" if append else "0",
         ]
         keys = [node_key, self._k.serving_budget(date), self._k.serving_request(date, request_id)]
-        result = cast(list[Any], self._pick(keys=keys, args=args))
+        if isinstance(self._r, redis.Redis):
+            result = self._pick_direct(self._r, keys, args, retry=not append)
+        else:  # a cluster: the client routes the script to the keys' node
+            result = cast(list[Any], self._pick(keys=keys, args=args))
         if int(result[0]) == 1:
             return PickOutcome(True, decode_answer(result[1]))
         counts = [int(x) for x in cast(bytes, result[2]).split(b",")]
         return PickOutcome(False, decode_answer(result[1]), counts[0], counts[1:])  # whole answer so far
+
+    def _pick_direct(
+        self, client: redis.Redis, keys: list[str], args: list[str | int], *, retry: bool
+    ) -> list[Any]:
+        """The pick script on this thread's own connection of the client's pool: the hot path skips the
+        pool's checkout and return, the retry wrapper and the command layer (measured: 0.063 instead of
+        0.110 ms of CPU per call). The connection authenticates, uses TLS and checks its health as the
+        client's other connections do. A connection that fails is dropped; after a connection error a first
+        round (a replay if it had run) is sent once more on a fresh connection; then the error goes up."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = client.connection_pool.get_connection()
+        for attempt in (0, 1):
+            try:
+                try:
+                    conn.send_command("EVALSHA", self._pick.sha, len(keys), *keys, *args)
+                    return cast(list[Any], conn.read_response())
+                except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+                    conn.send_command("EVAL", _PICK_LUA, len(keys), *keys, *args)
+                    return cast(list[Any], conn.read_response())
+            except redis.exceptions.TimeoutError:  # a slow Redis, not a stale connection: no second try
+                conn.disconnect()
+                raise
+            except redis.exceptions.ConnectionError:
+                conn.disconnect()
+                if attempt or not retry:
+                    raise
+        raise AssertionError("unreachable")
 
     def report(
         self,

@@ -74,3 +74,14 @@ def test_the_whole_order_is_successive_sampling() -> None:
 
     want = [reference() for _ in range(n)]
     assert np.abs(_positions(got, w.size) - _positions(want, w.size)).max() < 0.015
+
+
+def test_the_order_stays_exact_when_one_line_carries_nearly_all_the_weight() -> None:
+    """Draws with replacement then mostly repeat the heavy line: the exact fallback fills the rest."""
+    w = np.array([1e9, 1.0, 2.0, 3.0])
+    rng = np.random.default_rng(5)
+    got = [candidate_order(w, 3, rng) for _ in range(20_000)]
+    assert all(o[0] == 0 and len(set(o.tolist())) == 3 for o in got)
+    second = np.bincount([int(o[1]) for o in got], minlength=4) / len(got)
+    assert abs(second[3] - 0.5) < 0.02 and abs(second[1] - 1 / 6) < 0.02  # in proportion to the rest
+    assert candidate_order(w, 10, rng).size == 4  # k past the live lines: all of them, in order
