@@ -130,7 +130,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method.rsplit("/", 1)[-1]
-        return self._cache.get(handler, lambda h: self._wrap(method, h))
+        return self._cache.get(handler, method, lambda h: self._wrap(method, h))
 
     def _wrap(self, method: str, handler: Any) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:

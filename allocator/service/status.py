@@ -136,18 +136,24 @@ class HandlerCache:
 
     def __init__(self, size: int = 256) -> None:
         self._size = size
-        self._wrapped: dict[int, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped: dict[tuple[int, str], tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def get(
-        self, handler: grpc.RpcMethodHandler, wrap: Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]
+        self,
+        handler: grpc.RpcMethodHandler,
+        method: str,
+        wrap: Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler],
     ) -> grpc.RpcMethodHandler:
-        hit = self._wrapped.get(id(handler))
+        """`wrap(handler)` for calls to `method`, built on the first call (a wrapper may name its method,
+        so one handler serving several methods gets one wrapper each)."""
+        key = (id(handler), method)
+        hit = self._wrapped.get(key)
         if hit is not None and hit[0] is handler:  # the entry keeps the handler alive: its id is not reused
             return hit[1]
         wrapped = wrap(handler)
         if len(self._wrapped) >= self._size:
             self._wrapped.clear()
-        self._wrapped[id(handler)] = (handler, wrapped)
+        self._wrapped[key] = (handler, wrapped)
         return wrapped
 
 
@@ -179,7 +185,7 @@ class DecodeErrorInterceptor(grpc.ServerInterceptor):
         if handler is None or handler.request_deserializer is None or handler.request_streaming:
             return handler
         method = handler_call_details.method
-        return self._cache.get(handler, lambda h: _lenient(h, method))
+        return self._cache.get(handler, method, lambda h: _lenient(h, method))
 
 
 def _lenient(handler: Any, method: str) -> grpc.RpcMethodHandler:

@@ -106,10 +106,11 @@ def test_handler_cache_wraps_once_per_handler_and_stays_bounded() -> None:
         return ("wrapped", h)
 
     handler = grpc.unary_unary_rpc_method_handler(lambda r, c: r)
-    first = cache.get(handler, wrap)
-    assert cache.get(handler, wrap) is first and len(wraps) == 1
+    first = cache.get(handler, "/s/A", wrap)
+    assert cache.get(handler, "/s/A", wrap) is first and len(wraps) == 1
+    assert cache.get(handler, "/s/B", wrap) is not first and len(wraps) == 2  # one wrapper per method
     others = [grpc.unary_unary_rpc_method_handler(lambda r, c: r) for _ in range(10)]
     for h in others:
-        assert cache.get(h, wrap) == ("wrapped", h)  # a new handler is wrapped, never given another's
-    assert len(wraps) == 11
+        assert cache.get(h, "/s/A", wrap) == ("wrapped", h)  # a new handler is wrapped, never given another's
+    assert len(wraps) == 12
     assert len(cache._wrapped) <= 4
