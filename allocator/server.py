@@ -215,8 +215,8 @@ def start_app(settings: Settings) -> App:
     server = grpc.server(
         pool,  # grpcio uses only submit() and the future's add_done_callback()
         options=options,
-        # metrics outermost, so calls the access check refuses are counted with their code
-        # metrics outermost (it sees every final status), then access, then undecodable requests
+        # metrics outermost (it sees every final status, the access check's refusals included), then
+        # access, then undecodable requests
         interceptors=[
             MetricsInterceptor(metrics),
             *([access.AccessInterceptor(policy)] if policy else []),

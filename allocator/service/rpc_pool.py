@@ -3,9 +3,9 @@
 grpcio's server takes the pool's `submit(fn, *args)` and adds one done-callback to what it returns; it
 does both while holding the server's lock, on its one polling thread, which every call passes through
 twice. concurrent.futures.ThreadPoolExecutor pays, per call, for a Future built on a Condition and for
-an idle-thread Semaphore (Python-level locks) acquired on submit and released after each call; under
-load that polling thread was the replica's bottleneck (docs/serving.md). `RpcPool` keeps only what the
-server uses: started threads, a C-level queue, and a future that is a lock and a callback list.
+an idle-thread Semaphore (Python-level locks) acquired on submit and released after each call, all of it
+serialised on that thread. `RpcPool` keeps only what the server uses: started threads, a C-level queue,
+and a future that is a lock and a callback list (docs/serving.md has what it saved).
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def test_the_whole_order_is_successive_sampling() -> None:
 
 
 def test_the_order_stays_exact_when_one_line_carries_nearly_all_the_weight() -> None:
-    """Draws with replacement then mostly repeat the heavy line: the exact fallback fills the rest."""
+    """The heavy line comes first; the order of the rest is still in proportion to their weights."""
     w = np.array([1e9, 1.0, 2.0, 3.0])
     rng = np.random.default_rng(5)
     got = [candidate_order(w, 3, rng) for _ in range(20_000)]
