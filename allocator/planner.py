@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from google.protobuf import timestamp_pb2
 
@@ -27,6 +28,7 @@ from allocator.errors import FailedPrecondition, NotFound, Unavailable
 from allocator.events import Progress, ProgressSink, SolveObserver
 from allocator.optimise import solve
 from allocator.optimise.availability import hypothetical_nodes, most_points_for_flight, residual_room
+from allocator.optimise.paid_warm import WarmPrices
 from allocator.plan_codec import FORMAT_VERSION, PlanView, build_stored_plan, decode_plan, encode_plan
 from allocator.problem import build_problem
 from allocator.rules import rules_to_json
@@ -37,6 +39,18 @@ from allocator.validate import assert_plan_feasible
 from trafficalloc.v1 import allocator_pb2 as pb
 
 logger = logging.getLogger(__name__)
+
+
+class Solver(Protocol):
+    """optimise.solve, or the same run in the solver child (optimise/worker.py)."""
+
+    def __call__(
+        self,
+        problem: Problem,
+        params: SolveParams,
+        on_phase: Callable[[str], None] | None = None,
+        warm: WarmPrices | None = None,
+    ) -> Plan: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,7 @@ class Planner:
         validate: bool = False,
         view_cache_size: int = 4,
         observers: Sequence[SolveObserver] = (),
-        solver: Callable[[Problem, SolveParams, Callable[[str], None] | None], Plan] = solve,
+        solver: Solver = solve,
     ) -> None:
         self.records, self.plans, self.rules, self.params = records, plans, rules, params
         self._lock_ttl_ms = lock_ttl_ms

@@ -18,13 +18,15 @@ import json
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from allocator.domain import Problem, SolveParams
+from allocator.domain import Plan, Problem, SolveParams
 from allocator.optimise import solve
 from allocator.optimise.free_pool import node_free_capacity
+from allocator.optimise.paid_flow import solve_paid
+from allocator.optimise.paid_warm import WarmPrices
 from allocator.problem import node_paid_points
 from allocator.summary import plan_figures
 from bench.instance import InstanceError, load_instance
@@ -101,7 +103,47 @@ def contention_of(problem: Problem) -> float | None:
     return int(problem.demand_points.sum()) / supply if supply else None
 
 
-def run(spec: Spec, oracle: bool, baselines: bool, instance: str | None = None) -> dict[str, object]:
+def moved_day(problem: Problem, eps: float, seed: int) -> Problem:
+    """The same day with each node's capacity and each demand's points moved by a factor in [1-eps, 1+eps]."""
+    rng = np.random.default_rng(seed + 7919)
+    s, d = problem.node_capacity.size, problem.demand_points.size
+    return replace(
+        problem,
+        node_capacity=(problem.node_capacity * rng.uniform(1 - eps, 1 + eps, s)).astype(np.int64),
+        demand_points=np.maximum(
+            1, (problem.demand_points * rng.uniform(1 - eps, 1 + eps, d)).astype(np.int64)
+        ),
+    )
+
+
+def warm_resolve(
+    problem: Problem, plan: Plan, params: SolveParams, eps: float, seed: int
+) -> dict[str, object]:
+    """Re-solve the day moved by eps, cold and warm from `plan`'s node prices (as a re-plan does)."""
+    prices = WarmPrices.from_per_mille(
+        np.asarray(plan.node_shadow_value_per_mille),
+        np.asarray(plan.node_relieves_under),
+        problem.node_price,
+        params.value_scale,
+    )
+    moved = moved_day(problem, eps, seed)
+    t0 = time.perf_counter()
+    cold = solve_paid(moved, params)
+    t1 = time.perf_counter()
+    warm = solve_paid(moved, params, prices)
+    t2 = time.perf_counter()
+    return {
+        "warm_moved": eps,
+        "warm_cold_paid_s": round(t1 - t0, 4),
+        "warm_paid_s": round(t2 - t1, 4),
+        "warm_rounds": warm.warm_rounds,
+        "warm_same_objective": warm.objective == cold.objective,
+    }
+
+
+def run(
+    spec: Spec, oracle: bool, baselines: bool, instance: str | None = None, warm_moved: float | None = None
+) -> dict[str, object]:
     # no time limit in effect: the limit (60 s by default) counts from the start of the solve and only
     # cuts the free pool short, so a paid tier slower than it would otherwise leave the free pool empty
     params = SolveParams(time_limit_s=24 * 3600.0)
@@ -169,6 +211,8 @@ def run(spec: Spec, oracle: bool, baselines: bool, instance: str | None = None) 
             delivered = np.bincount(problem.arc_demand, weights=points, minlength=problem.demand_points.size)
             out[f"{name}_under_delivery_ratio"] = float(due - delivered.sum()) / due if due else 0.0
             out[f"{name}_value"] = float(np.dot(problem.arc_quality, impressions))
+    if warm_moved is not None and plan.node_shadow_value_per_mille is not None:
+        out.update(warm_resolve(problem, plan, params, warm_moved, spec.seed))
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
 
@@ -183,11 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--oracle", action="store_true", help="also solve the LP oracles with HiGHS")
     ap.add_argument("--baselines", action="store_true", help="also run the HWM and proportional baselines")
     ap.add_argument("--instance", metavar="FILE", help="a scenario file's day, not a generated one")
+    ap.add_argument(
+        "--warm-moved",
+        type=float,
+        metavar="EPS",
+        help="also re-solve the paid tier of the day moved by up to EPS (0.05: 5 %%), cold and warm",
+    )
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args(argv)
     spec = Spec(args.merchants, args.nodes, args.arcs_per_merchant, args.contention, args.seed)
     try:
-        out = run(spec, args.oracle, args.baselines, args.instance)
+        out = run(spec, args.oracle, args.baselines, args.instance, args.warm_moved)
     except InstanceError as exc:  # unreadable or refused scenario file
         print(f"bench.solve: {exc}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ import numpy as np
 from ortools.graph.python import min_cost_flow
 
 from allocator.domain import F64, I32, I64, Problem, SolveParams
+from allocator.optimise.paid_warm import Parts, WarmPrices, warm_flows
 from allocator.problem import node_paid_points
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class PaidResult:
     penalty: float
     objective: float
     build_seconds: float = 0.0
+    warm_rounds: int = 0  # reduced solves of a warm re-solve (0: solved cold)
 
 
 def arc_caps_and_costs(problem: Problem, params: SolveParams) -> tuple[I64, I64, I64]:
@@ -108,8 +110,12 @@ def _empty(problem: Problem, ok: bool, detail: str) -> PaidResult:
     )
 
 
-def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
-    """Solve the paid tier; a solver failure is returned as ok=False with a detail, never raised."""
+def solve_paid(problem: Problem, params: SolveParams, warm: WarmPrices | None = None) -> PaidResult:
+    """Solve the paid tier; a solver failure is returned as ok=False with a detail, never raised.
+
+    warm: estimated shadow prices of the nodes (from an earlier solve of a similar day): the solve is then
+    tried warm first (paid_warm: exact when it settles, else the cold solve runs).
+    """
     n_dem = problem.demand_points.size
     n_nodes = problem.node_capacity.size
     sink = n_dem + n_nodes
@@ -179,16 +185,28 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
     supplies[:n_dem] = points
     supplies[sink] = -int(points.sum())
 
-    smcf = min_cost_flow.SimpleMinCostFlow()
-    arc_ids = smcf.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
-    smcf.set_nodes_supplies(np.arange(sink + 1, dtype=np.int32), supplies)
     built = time.perf_counter() - start
-    status = smcf.solve_max_flow_with_min_cost()
-    if status != smcf.OPTIMAL:
-        logger.warning("paid min-cost flow ended with status %s", status)
-        return _empty(problem, False, f"paid min-cost flow status {status.name}")
+    settled = None
+    if warm is not None:
+        dem_of, node_of = tails[:b].astype(np.int64), heads[:b].astype(np.int64) - n_dem
+        parts = Parts(dem_of, node_of, caps[:b], costs[:b], paidcap.astype(np.int64), points)
+        settled = warm_flows(parts, warm)
+    if settled is not None:
+        flows, warm_rounds = settled
+        optimal_cost = int(np.dot(flows, costs[:b]))
+    else:
+        warm_rounds = 0
+        smcf = min_cost_flow.SimpleMinCostFlow()
+        arc_ids = smcf.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
+        smcf.set_nodes_supplies(np.arange(sink + 1, dtype=np.int32), supplies)
+        built = time.perf_counter() - start
+        status = smcf.solve_max_flow_with_min_cost()
+        if status != smcf.OPTIMAL:
+            logger.warning("paid min-cost flow ended with status %s", status.name)
+            return _empty(problem, False, f"paid min-cost flow status {status.name}")
+        flows = np.asarray(smcf.flows(np.asarray(arc_ids)), dtype=np.int64)
+        optimal_cost = int(smcf.optimal_cost())
 
-    flows = np.asarray(smcf.flows(np.asarray(arc_ids)), dtype=np.int64)
     arc_points = flows[:n_arcs].copy()
     arc_points[has_over] += flows[n_arcs : n_arcs + n_over]
 
@@ -213,6 +231,7 @@ def solve_paid(problem: Problem, params: SolveParams) -> PaidResult:
         under=under,
         value=float(np.dot(quality, p_impr)),
         penalty=float(penalty_part),
-        objective=float(int(smcf.optimal_cost()) + penalty_part),
+        objective=float(optimal_cost + penalty_part),
         build_seconds=built,
+        warm_rounds=warm_rounds,
     )

@@ -13,6 +13,7 @@ from allocator.domain import F64, Plan, PlanStatus, Problem, SolveParams
 from allocator.optimise.duals import DualsError, paid_duals
 from allocator.optimise.free_pool import FreeResult, node_free_capacity, solve_free
 from allocator.optimise.paid_flow import PaidResult, solve_paid
+from allocator.optimise.paid_warm import WarmPrices
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +40,17 @@ def _shadow_prices(
     return duals.value_per_mille, duals.relieves_under
 
 
-def solve(problem: Problem, params: SolveParams, on_phase: Callable[[str], None] | None = None) -> Plan:
+def solve(
+    problem: Problem,
+    params: SolveParams,
+    on_phase: Callable[[str], None] | None = None,
+    warm: WarmPrices | None = None,
+) -> Plan:
     """Plan `problem`: paid points first (exact min-cost flow), then the free pool (max-min fair).
 
     on_phase, when given, is called with "PAID_FLOW" and "FREE_POOL" as each stage starts (progress).
+    warm: the nodes' shadow prices from an earlier solve of a similar day (a re-plan): the paid tier is
+    then re-solved warm (paid_warm; the same optimum, found faster, or solved cold when it does not settle).
     Never raises on solver trouble: a failed paid tier gives an empty FAILED plan with a detail; the free
     pool running past params.time_limit_s gives a valid TIME_LIMIT plan. build_seconds is the time spent
     building the two solver graphs from the arrays, solve_seconds the rest (both time.perf_counter).
@@ -51,7 +59,7 @@ def solve(problem: Problem, params: SolveParams, on_phase: Callable[[str], None]
     deadline = start + params.time_limit_s
     if on_phase is not None:
         on_phase("PAID_FLOW")
-    paid = solve_paid(problem, params)
+    paid = solve_paid(problem, params, warm)
     paid_done = time.perf_counter()
     shadow_value, relieves_under = _shadow_prices(problem, params, paid)
     duals_done = time.perf_counter()
@@ -83,6 +91,7 @@ def solve(problem: Problem, params: SolveParams, on_phase: Callable[[str], None]
     build = paid.build_seconds + float(free.extras.get("free_build_seconds", 0.0))
     extras = dict(free.extras)
     extras["paid_seconds"] = paid_done - start
+    extras["paid_warm_rounds"] = float(paid.warm_rounds)
     extras["duals_seconds"] = duals_done - paid_done
     extras["free_seconds"] = end - duals_done
     return Plan(

@@ -23,6 +23,7 @@ from typing import Any
 
 from allocator.domain import Plan, Problem, SolveParams
 from allocator.errors import Unavailable
+from allocator.optimise.paid_warm import WarmPrices
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,11 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _run(token: str, problem: Problem, params: SolveParams) -> Plan:
+def _run(token: str, problem: Problem, params: SolveParams, warm: WarmPrices | None) -> Plan:
     from allocator.optimise import solve
 
     try:
-        return solve(problem, params, on_phase=lambda phase: _events.put((token, phase)))
+        return solve(problem, params, on_phase=lambda phase: _events.put((token, phase)), warm=warm)
     finally:  # after the solve's phases on the same queue: the parent waits for it before it returns
         _events.put((token, _END))
 
@@ -116,13 +117,17 @@ class SolverProcess:
         return future
 
     def solve(
-        self, problem: Problem, params: SolveParams, on_phase: Callable[[str], None] | None = None
+        self,
+        problem: Problem,
+        params: SolveParams,
+        on_phase: Callable[[str], None] | None = None,
+        warm: WarmPrices | None = None,
     ) -> Plan:
         token = uuid.uuid4().hex
         done = threading.Event()
         self._calls[token] = (on_phase, done)
         try:
-            plan = self._ensure().submit(_run, token, problem, params).result()
+            plan = self._ensure().submit(_run, token, problem, params, warm).result()
             # the result and the phase events come through different pipes: the caller's progress stream
             # gets every phase before the plan
             if not done.wait(timeout=EVENTS_WAIT_S):
