@@ -19,11 +19,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 from google.protobuf import timestamp_pb2
 
 from allocator import events, memory
 from allocator.convert import inputs_from_records
-from allocator.domain import Channel, Plan, Problem, ProblemInputs, Program, Rules, SolveParams
+from allocator.domain import (
+    Channel,
+    Plan,
+    Problem,
+    ProblemInputs,
+    Program,
+    Rules,
+    SolveParams,
+    SupplyNode,
+)
 from allocator.errors import FailedPrecondition, NotFound, Unavailable
 from allocator.events import Progress, ProgressSink, SolveObserver
 from allocator.optimise import solve
@@ -228,7 +238,9 @@ class Planner:
         problem = build_problem(inputs, params)
         report.counts(problem.node_capacity.size, problem.demand_points.size, problem.arc_demand.size)
         build_s = report.elapsed()
-        plan = self.solver(problem, params, report.emit)
+        plan = self.solver(
+            problem, params, report.emit, self.warm_start(inputs.nodes, problem, params.value_scale)
+        )
         solved_s = report.elapsed()
         report.emit(events.STORING)
         if self._validate:
@@ -237,13 +249,14 @@ class Planner:
         figures = plan_figures(problem, plan)
         summary = summary_pb(plan_id, raw.dates, plan, figures)
         logger.info(
-            "solved plan %s: status=%s demands=%d nodes=%d arcs=%d solve=%.3fs",
+            "solved plan %s: status=%s demands=%d nodes=%d arcs=%d solve=%.3fs paid warm rounds=%d",
             plan_id,
             plan.status.name,
             figures.demands,
             figures.nodes,
             figures.arcs,
             plan.solve_seconds,
+            int(plan.extras.get("paid_warm_rounds", 0)),
         )
         data = encode_plan(stored)
         phases = {
@@ -322,6 +335,34 @@ class Planner:
         result = self.plans.activate(request_id, digest, plan_id, dates, response)
         self.plans.touch(plan_id)
         return self.summary(plan_id), json.loads(result.response)
+
+    def warm_start(
+        self, nodes: Sequence[SupplyNode], problem: Problem, value_scale: int
+    ) -> WarmPrices | None:
+        """The active plans' shadow prices on these nodes (nodes[i] is the problem's node i), to re-solve
+        the paid tier warm: the same optimum, found faster (optimise/paid_warm.py). None when no date of
+        the nodes has an active plan; a node the active plan does not have starts at price 0."""
+        dates = sorted({n.date for n in nodes})
+        views: dict[dt.date, PlanView] = {}
+        for date, plan_id in zip(dates, self.plans.active([d.isoformat() for d in dates]), strict=True):
+            if plan_id:
+                try:
+                    views[date] = self.view(plan_id)
+                except NotFound:  # expired since: that date starts cold
+                    continue
+        if not views:
+            return None
+        value = np.zeros(len(nodes), dtype=np.float64)
+        relieves = np.zeros(len(nodes), dtype=bool)
+        for i, n in enumerate(nodes):
+            view = views.get(n.date)
+            if view is None:
+                continue
+            j = view.node(n.date, n.hour, int(n.channel), n.region)
+            if j is not None:
+                value[i] = view.s.node_shadow_value_per_mille[j]
+                relieves[i] = view.s.node_relieves_under[j]
+        return WarmPrices.from_per_mille(value, relieves, problem.node_price, value_scale)
 
     def active_plan_id(self, date: dt.date) -> str:
         (plan_id,) = self.plans.active([date.isoformat()])

@@ -2,6 +2,7 @@
 
     python -m bench.solve --merchants 20000 --nodes 5000 --arcs-per-merchant 50 --contention 0.9 --json
     python -m bench.solve --instance day.json --oracle --json     # a scenario file, as `allocatorctl load`
+    python -m bench.solve ... --warm-moved 0.05 --json            # + the day moved by 5 %, cold and warm
 
 The instance is generated directly as arrays (no records): skewed merchant sizes (lognormal), peak hours,
 regional skew and popular nodes; --contention C scales the paid points to C times the total paid supply.

@@ -1,4 +1,6 @@
-"""The Solve RPC end to end: inputs in Redis -> plan solved, cached and active; then the cache hit.
+"""The Solve RPC end to end: inputs in Redis -> plan solved, cached and active; then the cache hit; then
+a re-solve after the forecast moved (every node's capacity by up to 5 %), which starts warm from the active
+plan's node prices (optimise/paid_warm.py).
 
 Starts a real server process (embedded Redis in a temporary directory), loads a generated day through
 the client library, and times Solve from the caller's side. Prints one JSON object as the last line.
@@ -12,6 +14,7 @@ import argparse
 import datetime as dt
 import json
 import pathlib
+import random
 import signal
 import subprocess
 import sys
@@ -69,6 +72,19 @@ def main(argv: list[str] | None = None) -> int:
                     again = client.solve(pb.SolveRequest(start_date=date.isoformat())).plan
                     hits.append(time.perf_counter() - t0)
                     assert again.cache_hit and again.plan_id == plan.plan_id
+                # the forecasting system publishes a moved forecast for the day: the Solve re-plans warm
+                rng = random.Random(a.seed)
+                moved = [pb.SupplyNode() for _ in scenario.inventory]
+                for m, n in zip(moved, scenario.inventory, strict=True):
+                    m.CopyFrom(n)
+                    m.capacity_impressions = int(n.capacity_impressions * rng.uniform(0.95, 1.05))
+                client.publish_inventory(
+                    pb.PublishInventoryRequest(request_id="moved", date=date.isoformat(), nodes=moved)
+                )
+                t0 = time.perf_counter()
+                resolved = client.solve(pb.SolveRequest(start_date=date.isoformat())).plan
+                resolve_wall = time.perf_counter() - t0
+                assert not resolved.cache_hit and resolved.active
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
@@ -87,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         "server_solve_s": round(plan.solve_seconds, 3),
         "cache_hit_wall_s": round(hit, 4),
         "cache_hit_ratio": round(hit / solve_wall, 5),
+        "moved_resolve_wall_s": round(resolve_wall, 3),
+        "moved_resolve_server_solve_s": round(resolved.solve_seconds, 3),
     }
     if not a.json:
         print(f"loaded {len(scenario.redemptions)} redemptions in {load_s:.1f}s; solved {plan.arcs} arcs")

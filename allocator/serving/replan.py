@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from allocator.domain import I64, Problem, ProblemInputs, SolveParams, SupplyNode
-from allocator.optimise.paid_warm import WarmPrices
-from allocator.plan_codec import PlanView
 from allocator.problem import build_problem, points_due
 
 NodeId = tuple[int, int, str]  # (channel, hour, region)
@@ -132,19 +130,3 @@ def line_bases(
         dtype=np.int64,
     )
     return paid, free
-
-
-def warm_prices(
-    view: PlanView, problem: Problem, nodes: Sequence[SupplyNode], value_scale: int
-) -> WarmPrices:
-    """The previous plan's shadow prices on the re-plan's nodes (nodes[i] is the problem's node i), for a
-    warm re-solve of the paid tier; a node the previous plan did not have starts at price 0."""
-    s = view.s
-    value = np.zeros(len(nodes), dtype=np.float64)
-    relieves = np.zeros(len(nodes), dtype=bool)
-    for i, n in enumerate(nodes):
-        j = view.node(n.date, n.hour, int(n.channel), n.region)
-        if j is not None:
-            value[i] = s.node_shadow_value_per_mille[j]
-            relieves[i] = s.node_relieves_under[j]
-    return WarmPrices.from_per_mille(value, relieves, problem.node_price, value_scale)

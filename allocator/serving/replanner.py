@@ -21,7 +21,7 @@ from allocator.errors import FailedPrecondition, NotFound
 from allocator.plan_codec import build_stored_plan, encode_plan
 from allocator.planner import Planner, summary_pb
 from allocator.serving.engine import ServingEngine
-from allocator.serving.replan import Delivered, line_bases, replan_problem, warm_prices
+from allocator.serving.replan import Delivered, line_bases, replan_problem
 from allocator.store.idempotent import Op
 from allocator.store.keys import Keys
 from allocator.store.serving import ServingStore
@@ -86,7 +86,7 @@ class Replanner:
         rp = replan_problem(inputs, date, hour, delivered, params)
         build_s = time.perf_counter() - start
         # the active plan's node prices start the paid tier warm: the same optimum, about twice as fast
-        warm = warm_prices(self.planner.view(previous), rp.problem, rp.inputs.nodes, params.value_scale)
+        warm = self.planner.warm_start(rp.inputs.nodes, rp.problem, params.value_scale)
         plan = self.planner.solver(rp.problem, params, None, warm)
         plan = dataclasses.replace(plan, build_seconds=build_s)
         if self._validate:
