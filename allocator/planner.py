@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 from google.protobuf import timestamp_pb2
+from redis.exceptions import RedisError
 
 from allocator import events, memory
 from allocator.convert import inputs_from_records
@@ -340,28 +341,37 @@ class Planner:
         self, nodes: Sequence[SupplyNode], problem: Problem, value_scale: int
     ) -> WarmPrices | None:
         """The active plans' shadow prices on these nodes (nodes[i] is the problem's node i), to re-solve
-        the paid tier warm: the same optimum, found faster (optimise/paid_warm.py). None when no date of
-        the nodes has an active plan; a node the active plan does not have starts at price 0."""
+        the paid tier warm: the same optimum, found faster (optimise/paid_warm.py). None when the active
+        plans of the nodes' dates hold fewer than half of the nodes (a warm start would not pay), or a plan
+        cannot be read as one (logged: the solve runs cold); Redis errors are raised as everywhere."""
         dates = sorted({n.date for n in nodes})
-        views: dict[dt.date, PlanView] = {}
-        for date, plan_id in zip(dates, self.plans.active([d.isoformat() for d in dates]), strict=True):
-            if plan_id:
-                try:
-                    views[date] = self.view(plan_id)
-                except NotFound:  # expired since: that date starts cold
-                    continue
-        if not views:
-            return None
         value = np.zeros(len(nodes), dtype=np.float64)
         relieves = np.zeros(len(nodes), dtype=bool)
-        for i, n in enumerate(nodes):
-            view = views.get(n.date)
-            if view is None:
+        matched = 0
+        for date, plan_id in zip(dates, self.plans.active([d.isoformat() for d in dates]), strict=True):
+            if not plan_id:
                 continue
-            j = view.node(n.date, n.hour, int(n.channel), n.region)
-            if j is not None:
-                value[i] = view.s.node_shadow_value_per_mille[j]
-                relieves[i] = view.s.node_relieves_under[j]
+            try:
+                view = self.view(plan_id)
+                at = [
+                    (i, view.node(n.date, n.hour, int(n.channel), n.region))
+                    for i, n in enumerate(nodes)
+                    if n.date == date
+                ]
+                mine = np.array([i for i, j in at if j is not None], dtype=np.int64)
+                theirs = np.array([j for _, j in at if j is not None], dtype=np.int64)
+                value[mine] = view.s.node_shadow_value_per_mille[theirs]
+                relieves[mine] = view.s.node_relieves_under[theirs]
+            except NotFound:  # expired since: that date starts cold
+                continue
+            except RedisError:
+                raise
+            except Exception:  # an optimisation only: a plan that cannot serve as one is not an error
+                logger.exception("active plan %s gives no warm start; solving cold", plan_id)
+                return None
+            matched += mine.size
+        if matched * 2 < max(1, len(nodes)):
+            return None
         return WarmPrices.from_per_mille(value, relieves, problem.node_price, value_scale)
 
     def active_plan_id(self, date: dt.date) -> str:

@@ -212,8 +212,11 @@ def run(
             delivered = np.bincount(problem.arc_demand, weights=points, minlength=problem.demand_points.size)
             out[f"{name}_under_delivery_ratio"] = float(due - delivered.sum()) / due if due else 0.0
             out[f"{name}_value"] = float(np.dot(problem.arc_quality, impressions))
-    if warm_moved is not None and plan.node_shadow_value_per_mille is not None:
-        out.update(warm_resolve(problem, plan, params, warm_moved, spec.seed))
+    if warm_moved is not None:
+        if plan.node_shadow_value_per_mille is None:  # the duals failed (logged): nothing to start from
+            out["warm_moved"], out["warm_error"] = warm_moved, "the plan has no shadow prices"
+        else:
+            out.update(warm_resolve(problem, plan, params, warm_moved, spec.seed))
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
 

@@ -190,7 +190,10 @@ def solve_paid(problem: Problem, params: SolveParams, warm: WarmPrices | None = 
     if warm is not None:
         dem_of, node_of = tails[:b].astype(np.int64), heads[:b].astype(np.int64) - n_dem
         parts = Parts(dem_of, node_of, caps[:b], costs[:b], paidcap.astype(np.int64), points)
-        settled = warm_flows(parts, warm)
+        try:
+            settled = warm_flows(parts, warm)
+        except Exception:  # an optimisation only: whatever went wrong, the cold solve below decides
+            logger.exception("warm paid solve failed; solving cold")
     if settled is not None:
         flows, warm_rounds = settled
         optimal_cost = int(np.dot(flows, costs[:b]))

@@ -13,8 +13,10 @@ reduced cost (the reduced optimum has no negative cycle). If every fixed part al
 (a full part with rc <= 0, an empty one with rc >= 0), every residual arc of the whole problem has a
 non-negative reduced cost, which certifies the combined flow optimal for the whole problem. Parts that
 disagree are freed and the rest is solved again. The under-delivery arcs are priced at
-P = (V + 1) * max|cost| in the certificate, more than any chain of V arcs can gain, so "optimal" here is
-the lexicographic optimum of paid_flow: the most points delivered, then the least cost.
+P = (V + 1) * (max|cost| + 1) in the certificate (V: demands, nodes and the sink), more than any chain of
+V arcs can gain, so "optimal" here is the lexicographic optimum of paid_flow: the most points delivered,
+then the least cost. An estimate that is not finite, or a price beyond P, is clipped or refused first, so
+that every sum stays far inside int64.
 
 Measured (docs/model.md "Warm re-solves"): from the prices of the same day, one round; from the prices of
 a day whose capacities and points moved by up to 5 %, three rounds and about half the cold time. Prices
@@ -35,7 +37,9 @@ from allocator.domain import F64, I64
 logger = logging.getLogger(__name__)
 
 MAX_ROUNDS = 4  # reduced solves before giving up (the measured re-solves needed 1 to 3)
-MAX_FREE_SHARE = 0.4  # give up once this share of the parts is free: a cold solve is then as fast
+MAX_FREE_SHARE = 0.4  # give up once this share of the parts is free in one round (measured: 5-35 %)
+MAX_WORK = 1.0  # ... or once the rounds together would have solved this many times the parts (the waste
+# of a warm start that does not settle stays about one cold solve's worth of arcs)
 BAND = 50  # parts with |rc| <= BAND under the estimate start free (cost units per point)
 
 
@@ -70,9 +74,13 @@ class WarmPrices:
         value = np.asarray(value_per_mille, np.float64) * value_scale / np.maximum(price, 1)
         return cls(value, np.asarray(relieves, dtype=bool))
 
-    def node_dist(self, penalty: int) -> I64:
-        """Node potentials relative to the sink: minus the price, the penalty included where it relieves."""
-        return -np.rint(self.value).astype(np.int64) - np.where(self.relieves, penalty, 0)
+    def node_dist(self, penalty: int) -> I64 | None:
+        """Node potentials relative to the sink: minus the price (clipped to [0, penalty]), the penalty
+        included where it relieves; None when a price is not a finite number."""
+        if not bool(np.all(np.isfinite(self.value))):
+            return None
+        price = np.rint(np.clip(self.value, 0, penalty)).astype(np.int64)
+        return -price - np.where(self.relieves, penalty, 0)
 
 
 def reduced_solve(parts: Parts, free: np.ndarray, fixed_full: np.ndarray) -> I64 | None:
@@ -105,7 +113,12 @@ def demand_prices(parts: Parts, node_dist: I64, penalty: int) -> I64:
     not hold its points."""
     n_dem = parts.due.size
     price = parts.cost - node_dist[parts.node]
-    order = np.lexsort((price, parts.demand))
+    lo = int(price.min())
+    span = int(price.max()) - lo + 1
+    if n_dem * span < 2**62:  # one int64 key, demand then price: a tenth of lexsort's time
+        order = np.argsort(parts.demand * span + (price - lo), kind="stable")
+    else:
+        order = np.lexsort((price, parts.demand))
     dem, pr, up = parts.demand[order], price[order], parts.upper[order]
     cum = np.cumsum(up)
     start = np.searchsorted(dem, np.arange(n_dem))
@@ -186,12 +199,15 @@ def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
         return None
     penalty = (n_dem + n_nodes + 2) * (int(np.abs(parts.cost).max()) + 1)
     node_dist = prices.node_dist(penalty)
+    if node_dist is None or penalty >= 2**58:
+        return None  # (potentials and reduced costs stay within a few penalties: int64 with room to spare)
     dist = np.zeros(n_dem + n_nodes + 1, np.int64)
     dist[n_dem:-1] = node_dist
     dist[:n_dem] = demand_prices(parts, node_dist, penalty)
     rc = parts.cost + dist[parts.demand] - dist[parts.node + n_dem]
     free = np.abs(rc) <= BAND
     full = ~free & (rc < 0)  # fixed at their upper bound; the other parts that are not free, at 0
+    worked = 0  # parts handed to the solver so far
     for rounds in range(1, MAX_ROUNDS + 1):
         # fixed parts alone must not overfill a node or a demand: let the solver choose there
         fixed = np.where(full, parts.upper, 0)
@@ -199,8 +215,12 @@ def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
         overdue = np.bincount(parts.demand, weights=fixed, minlength=n_dem) > parts.due
         free |= full & (crowded[parts.node] | overdue[parts.demand])
         full &= ~free
-        if free.sum() > MAX_FREE_SHARE * n_parts:
-            logger.info("warm paid solve: %d of %d parts free; solving cold", int(free.sum()), n_parts)
+        n_free = int(free.sum())
+        worked += n_free
+        if n_free > MAX_FREE_SHARE * n_parts or worked > MAX_WORK * n_parts:
+            logger.info(
+                "warm paid solve: %d of %d parts free in round %d; solving cold", n_free, n_parts, rounds
+            )
             return None
         reduced = reduced_solve(parts, free, full)
         if reduced is None:
