@@ -18,8 +18,9 @@ V arcs can gain, so "optimal" here is the lexicographic optimum of paid_flow: th
 then the least cost. An estimate that is not finite, or a price beyond P, is clipped or refused first, so
 that every sum stays far inside int64.
 
-Measured (docs/model.md "Warm re-solves"): from the prices of the same day, one round; from the prices of
-a day whose capacities and points moved by up to 5 %, three rounds and about half the cold time. Prices
+Measured (docs/model.md "Warm re-solves", 1M arcs): from the prices of the same day, one round and a fifth
+of the cold time; from those of a day whose capacities and points moved by up to 5 %, three rounds and
+57 % of it; a late re-plan whose prices had moved more took longer than cold. Prices
 from a cold estimate (a solved sample of the demands) are not good enough: the rounds then cost more than
 a cold solve, so this is for re-solves of a day that was solved before.
 """
