@@ -85,7 +85,7 @@ class Replanner:
         )
         rp = replan_problem(inputs, date, hour, delivered, params)
         build_s = time.perf_counter() - start
-        # the active plan's node prices start the paid tier warm: the same optimum (docs/model.md "Warm re-solves")
+        # the active plan's node prices start the paid tier warm (docs/model.md "Warm re-solves")
         warm = self.planner.warm_start(rp.inputs.nodes, rp.problem, params.value_scale)
         plan = self.planner.solver(rp.problem, params, None, warm)
         plan = dataclasses.replace(plan, build_seconds=build_s)
