@@ -191,3 +191,4 @@ class Plan:
     # unit would reduce paid under-delivery instead.
     node_shadow_value_per_mille: F64 | None = None
     node_relieves_under: npt.NDArray[np.bool_] | None = None
+    node_warm_price: I64 | None = None  # PaidDuals.value_cost: what a warm re-solve starts from

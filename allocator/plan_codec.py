@@ -80,6 +80,8 @@ def build_stored_plan(inputs: ProblemInputs, problem: Problem, plan: Plan) -> St
             else np.zeros(len(nodes), dtype=bool)
         ),
     }
+    if plan.node_warm_price is not None:  # (plans stored before it have none: a warm start then reads
+        arrays["node_warm_price"] = plan.node_warm_price  # the per-mille values, clipped at 0)
     return StoredPlan(arrays)
 
 

@@ -360,7 +360,12 @@ class Planner:
                 ]
                 mine = np.array([i for i, j in at if j is not None], dtype=np.int64)
                 theirs = np.array([j for _, j in at if j is not None], dtype=np.int64)
-                value[mine] = view.s.node_shadow_value_per_mille[theirs]
+                exact = view.s.arrays.get("node_warm_price")
+                if exact is not None:
+                    value[mine] = exact[theirs]
+                else:  # a plan stored before node_warm_price: per mille, clipped at 0 where it relieves
+                    per_mille = view.s.node_shadow_value_per_mille[theirs]
+                    value[mine] = per_mille * value_scale / np.maximum(problem.node_price[mine], 1)
                 relieves[mine] = view.s.node_relieves_under[theirs]
             except NotFound:  # expired since: that date starts cold
                 continue
@@ -372,7 +377,7 @@ class Planner:
             matched += mine.size
         if matched * 2 < max(1, len(nodes)):
             return None
-        return WarmPrices.from_per_mille(value, relieves, problem.node_price, value_scale)
+        return WarmPrices(value, relieves)
 
     def active_plan_id(self, date: dt.date) -> str:
         (plan_id,) = self.plans.active([date.isoformat()])

@@ -101,13 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     # the first plan's prices on the re-plan's nodes, as Planner.warm_start maps them
     index = {(n.hour, int(n.channel), n.region): i for i, n in enumerate(inputs.nodes)}
     at = np.array([index[(n.hour, int(n.channel), n.region)] for n in rp.inputs.nodes], dtype=np.int64)
-    assert plan.node_shadow_value_per_mille is not None and plan.node_relieves_under is not None
-    warm = WarmPrices.from_per_mille(
-        plan.node_shadow_value_per_mille[at],
-        plan.node_relieves_under[at],
-        rp.problem.node_price,
-        params.value_scale,
-    )
+    assert plan.node_warm_price is not None and plan.node_relieves_under is not None
+    warm = WarmPrices(plan.node_warm_price[at].astype(np.float64), plan.node_relieves_under[at])
     t0 = time.perf_counter()
     cold = solve(rp.problem, params)
     cold_s = time.perf_counter() - t0

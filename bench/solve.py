@@ -121,12 +121,7 @@ def warm_resolve(
     problem: Problem, plan: Plan, params: SolveParams, eps: float, seed: int
 ) -> dict[str, object]:
     """Re-solve the day moved by eps, cold and warm from `plan`'s node prices (as a re-plan does)."""
-    prices = WarmPrices.from_per_mille(
-        np.asarray(plan.node_shadow_value_per_mille),
-        np.asarray(plan.node_relieves_under),
-        problem.node_price,
-        params.value_scale,
-    )
+    prices = WarmPrices(np.asarray(plan.node_warm_price), np.asarray(plan.node_relieves_under))
     moved = moved_day(problem, eps, seed)
     t0 = time.perf_counter()
     cold = solve_paid(moved, params)
@@ -213,7 +208,7 @@ def run(
             out[f"{name}_under_delivery_ratio"] = float(due - delivered.sum()) / due if due else 0.0
             out[f"{name}_value"] = float(np.dot(problem.arc_quality, impressions))
     if warm_moved is not None:
-        if plan.node_shadow_value_per_mille is None:  # the duals failed (logged): nothing to start from
+        if plan.node_warm_price is None:  # the duals failed (logged): nothing to start from
             out["warm_moved"], out["warm_error"] = warm_moved, "the plan has no shadow prices"
         else:
             out.update(warm_resolve(problem, plan, params, warm_moved, spec.seed))

@@ -89,6 +89,9 @@ class PaidDuals:
         impressions of paid capacity: lambda_s * price_s / value_scale, where for relieves_under nodes
         lambda_s is first reduced by the under-delivery penalty P (max(0, lambda_s - P): the value the
         rerouting adds on top of delivering the point, which is what the penalty does not already say).
+    value_cost: lambda_s with the penalty P taken out where it relieves (lambda_s - P there, which may be
+        negative: the rerouting can cost value), cost units per point: the node price a warm re-solve
+        starts from (optimise/paid_warm.py).
     rounds: Bellman-Ford rounds used.
     """
 
@@ -96,6 +99,7 @@ class PaidDuals:
     relieves_under: Bools
     value_per_mille: F64
     rounds: int
+    value_cost: I64
 
 
 class DualsError(ValueError):
@@ -273,6 +277,7 @@ def paid_duals(
     node_dist = dist[n_dem:]
     shadow = np.where(node_dist < 0, -node_dist, 0).astype(np.int64)
     relieves = via_under[n_dem:] & (shadow > 0)
-    value = np.where(relieves, np.maximum(shadow - penalty, 0), shadow)
+    value_cost = np.where(relieves, shadow - penalty, shadow)
+    value = np.maximum(value_cost, 0)
     per_mille = value.astype(np.float64) * problem.node_price.astype(np.float64) / float(params.value_scale)
-    return PaidDuals(shadow, relieves, per_mille, rounds)
+    return PaidDuals(shadow, relieves, per_mille, rounds, value_cost)

@@ -15,8 +15,8 @@ non-negative reduced cost, which certifies the combined flow optimal for the who
 disagree are freed and the rest is solved again. The under-delivery arcs are priced at
 P = (V + 1) * (max|cost| + 1) in the certificate (V: demands, nodes and the sink), more than any chain of
 V arcs can gain, so "optimal" here is the lexicographic optimum of paid_flow: the most points delivered,
-then the least cost. An estimate that is not finite, or a price beyond P, is clipped or refused first, so
-that every sum stays far inside int64.
+then the least cost. An estimate that is not finite, or a price beyond ±P, is refused or clipped first,
+so that every sum stays far inside int64.
 
 Measured (docs/model.md "Warm re-solves", 1M arcs): from the prices of the same day, one round and a fifth
 of the cold time; from those of a day whose capacities and points moved by up to 5 %, three rounds and
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.graph.python import min_cost_flow
 
-from allocator.domain import F64, I64
+from allocator.domain import F64, I32, I64
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ BAND = 50  # parts with |rc| <= BAND under the estimate start free (cost units p
 class Parts:
     """The paid tier's arc parts (capped and overflow) as one bipartite network, flow in points."""
 
-    demand: I64  # (A,) tail: demand index
-    node: I64  # (A,) head: node index
+    demand: I32  # (A,) tail: demand index
+    node: I32  # (A,) head: node index
     upper: I64  # (A,) capacity of the part
     cost: I64  # (A,) unit cost of the part
     node_cap: I64  # (S,) paid capacity of each node in points
@@ -60,8 +60,9 @@ class Parts:
 class WarmPrices:
     """Estimated shadow prices of the nodes' paid capacity, from an earlier solve of a similar day.
 
-    value: cost units per point (the value part); relieves: the node's extra point would be delivered
-    to an otherwise under-delivered demand (its price then also carries the under-delivery penalty).
+    value: cost units per point, the price less the under-delivery penalty where the node relieves
+    under-delivery (there it may be negative: PaidDuals.value_cost); relieves: the node's extra point
+    would be delivered to an otherwise under-delivered demand (its price then carries the penalty too).
     """
 
     value: F64
@@ -71,16 +72,17 @@ class WarmPrices:
     def from_per_mille(
         cls, value_per_mille: F64, relieves: np.ndarray, price: I64, value_scale: int
     ) -> WarmPrices:
-        """From a plan's node_shadow_value_per_mille (value per thousand impressions) and its flags."""
+        """From a plan's node_shadow_value_per_mille (value per thousand impressions, clipped at 0 where it
+        relieves) and its flags: for plans stored without node_warm_price."""
         value = np.asarray(value_per_mille, np.float64) * value_scale / np.maximum(price, 1)
         return cls(value, np.asarray(relieves, dtype=bool))
 
     def node_dist(self, penalty: int) -> I64 | None:
-        """Node potentials relative to the sink: minus the price (clipped to [0, penalty]), the penalty
-        included where it relieves; None when a price is not a finite number."""
+        """Node potentials relative to the sink: minus the price (clipped to [-penalty, penalty]), the
+        penalty included where it relieves; None when a price is not a finite number."""
         if not bool(np.all(np.isfinite(self.value))):
             return None
-        price = np.rint(np.clip(self.value, 0, penalty)).astype(np.int64)
+        price = np.rint(np.clip(self.value, -penalty, penalty)).astype(np.int64)
         return -price - np.where(self.relieves, penalty, 0)
 
 
@@ -117,7 +119,7 @@ def demand_prices(parts: Parts, node_dist: I64, penalty: int) -> I64:
     lo = int(price.min())
     span = int(price.max()) - lo + 1
     if n_dem * span < 2**62:  # one int64 key, demand then price: a tenth of lexsort's time
-        order = np.argsort(parts.demand * span + (price - lo), kind="stable")
+        order = np.argsort(parts.demand.astype(np.int64) * span + (price - lo), kind="stable")
     else:
         order = np.lexsort((price, parts.demand))
     dem, pr, up = parts.demand[order], price[order], parts.upper[order]

@@ -7,10 +7,9 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import numpy.typing as npt
 
-from allocator.domain import F64, Plan, PlanStatus, Problem, SolveParams
-from allocator.optimise.duals import DualsError, paid_duals
+from allocator.domain import Plan, PlanStatus, Problem, SolveParams
+from allocator.optimise.duals import DualsError, PaidDuals, paid_duals
 from allocator.optimise.free_pool import FreeResult, node_free_capacity, solve_free
 from allocator.optimise.paid_flow import PaidResult, solve_paid
 from allocator.optimise.paid_warm import WarmPrices
@@ -23,21 +22,19 @@ def _no_free(extras: dict[str, float]) -> FreeResult:
     return FreeResult(empty.astype(np.int32), empty.astype(np.int32), empty, 0.0, False, extras)
 
 
-def _shadow_prices(
-    problem: Problem, params: SolveParams, paid: PaidResult
-) -> tuple[F64 | None, npt.NDArray[np.bool_] | None]:
-    """Per node: value per extra thousand paid impressions, and whether it would relieve under-delivery.
+def _shadow_prices(problem: Problem, params: SolveParams, paid: PaidResult) -> PaidDuals | None:
+    """Per node: value per extra thousand paid impressions, whether it would relieve under-delivery, and
+    the price a warm re-solve starts from (PaidDuals).
 
-    None, None when the paid tier failed or the duals cannot be computed (logged; the plan stays valid).
+    None when the paid tier failed or the duals cannot be computed (logged; the plan stays valid).
     """
     if not paid.ok:
-        return None, None
+        return None
     try:
-        duals = paid_duals(problem, params, paid.demand, paid.node, paid.points, paid.under)
+        return paid_duals(problem, params, paid.demand, paid.node, paid.points, paid.under)
     except DualsError as exc:
         logger.error("paid shadow prices not computed: %s", exc)
-        return None, None
-    return duals.value_per_mille, duals.relieves_under
+        return None
 
 
 def solve(
@@ -61,7 +58,7 @@ def solve(
         on_phase("PAID_FLOW")
     paid = solve_paid(problem, params, warm)
     paid_done = time.perf_counter()
-    shadow_value, relieves_under = _shadow_prices(problem, params, paid)
+    duals = _shadow_prices(problem, params, paid)
     duals_done = time.perf_counter()
     if not paid.ok:
         free = _no_free({})
@@ -113,6 +110,7 @@ def solve(
         build_seconds=build,
         solve_seconds=end - start - build,
         extras=extras,
-        node_shadow_value_per_mille=shadow_value,
-        node_relieves_under=relieves_under,
+        node_shadow_value_per_mille=None if duals is None else duals.value_per_mille,
+        node_relieves_under=None if duals is None else duals.relieves_under,
+        node_warm_price=None if duals is None else duals.value_cost,
     )

@@ -26,9 +26,7 @@ from .test_properties import params_st, problem_inputs
 def _own_prices(problem, params: SolveParams) -> WarmPrices:  # type: ignore[no-untyped-def]
     cold = solve_paid(problem, params)
     duals = paid_duals(problem, params, cold.demand, cold.node, cold.points, cold.under)
-    return WarmPrices.from_per_mille(
-        duals.value_per_mille, duals.relieves_under, problem.node_price, params.value_scale
-    )
+    return WarmPrices(duals.value_cost.astype(np.float64), duals.relieves_under)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -65,13 +63,15 @@ def test_a_warm_solve_is_the_cold_optimum_whatever_the_prices(
     assert int(warm.demand_under.sum()) == int(cold.demand_under.sum())
 
 
-def test_the_plans_own_prices_settle_it_in_one_round_and_a_moved_day_in_a_few() -> None:
+@pytest.mark.parametrize("contention", [0.9, 1.3])
+def test_the_plans_own_prices_settle_it_in_one_round_and_a_moved_day_in_a_few(contention: float) -> None:
     params = SolveParams()
-    problem = generate(Spec(3000, 600, 20, 0.9, 1))
+    problem = generate(Spec(3000, 600, 20, contention, 1))
     prices = _own_prices(problem, params)
     cold = solve_paid(problem, params)
     warm = solve_paid(problem, params, prices)
-    assert warm.warm_rounds == 1
+    # (contended: prices of relieving nodes carry the penalty, and a second round settles the ties)
+    assert 1 <= warm.warm_rounds <= (1 if contention < 1 else 2)
     assert warm.objective == cold.objective
 
     # the same day with capacities and points moved by up to 5 %: still exact, in a few rounds
@@ -127,8 +127,8 @@ def test_warm_flows_are_the_lexicographic_optimum_on_random_networks(seed: int, 
     n_dem, n_nodes = int(rng.integers(1, 7)), int(rng.integers(1, 6))
     n_parts = int(rng.integers(1, 16))
     parts = paid_warm.Parts(
-        demand=np.sort(rng.integers(0, n_dem, n_parts)).astype(np.int64),
-        node=rng.integers(0, n_nodes, n_parts).astype(np.int64),
+        demand=np.sort(rng.integers(0, n_dem, n_parts)).astype(np.int32),
+        node=rng.integers(0, n_nodes, n_parts).astype(np.int32),
         upper=rng.integers(0, 6, n_parts).astype(np.int64),
         cost=rng.integers(-10, 11, n_parts).astype(np.int64),
         node_cap=rng.integers(0, 9, n_nodes).astype(np.int64),
@@ -154,8 +154,8 @@ def test_demand_prices_are_the_price_of_each_demands_marginal_part(scale: int) -
     rng = np.random.default_rng(3)
     n_dem, n_nodes, n_parts = 6, 4, 30
     parts = paid_warm.Parts(
-        demand=rng.integers(0, n_dem, n_parts).astype(np.int64),
-        node=rng.integers(0, n_nodes, n_parts).astype(np.int64),
+        demand=rng.integers(0, n_dem, n_parts).astype(np.int32),
+        node=rng.integers(0, n_nodes, n_parts).astype(np.int32),
         upper=rng.integers(1, 5, n_parts).astype(np.int64),
         cost=rng.integers(-10, 11, n_parts).astype(np.int64),
         node_cap=np.full(n_nodes, 100, np.int64),
