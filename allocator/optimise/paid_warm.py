@@ -20,7 +20,7 @@ so that every sum stays far inside int64.
 
 Measured (docs/model.md "Warm re-solves", 1M arcs): from the prices of the same day, one round and a fifth
 of the cold time; from those of a day whose capacities and points moved by up to 5 %, three rounds and
-57 % of it; a late re-plan whose prices had moved more took longer than cold. Prices
+54 % of it; a late re-plan whose prices had moved more took longer than cold. Prices
 from a cold estimate (a solved sample of the demands) are not good enough: the rounds then cost more than
 a cold solve, so this is for re-solves of a day that was solved before.
 """
@@ -37,7 +37,7 @@ from allocator.domain import F64, I32, I64
 
 logger = logging.getLogger(__name__)
 
-MAX_ROUNDS = 4  # reduced solves before giving up (the measured re-solves needed 1 to 3)
+MAX_ROUNDS = 4  # reduced solves before giving up (the measured re-solves needed 1 to 4)
 MAX_FREE_SHARE = 0.4  # give up once this share of the parts is free in one round (measured: 5-35 %)
 MAX_WORK = 1.0  # ... or once the rounds together would have solved this many times the parts (the waste
 # of a warm start that does not settle stays about one cold solve's worth of arcs)
@@ -194,16 +194,18 @@ def certify(parts: Parts, flow: I64, dist: I64, free: np.ndarray, penalty: int) 
 
 def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
     """Per-part flows of the paid tier's lexicographic optimum, found from estimated node prices, and the
-    rounds it took; None when the estimate does not settle it within MAX_ROUNDS or MAX_FREE_SHARE, or the
-    estimate does not fit the parts (solve cold then)."""
+    rounds it took; None when the estimate does not settle it within MAX_ROUNDS, MAX_FREE_SHARE and
+    MAX_WORK, or does not fit the parts (solve cold then)."""
     n_dem, n_nodes = parts.due.size, parts.node_cap.size
     n_parts = parts.cost.size
     if n_parts == 0 or prices.value.shape != (n_nodes,) or prices.relieves.shape != (n_nodes,):
         return None
     penalty = (n_dem + n_nodes + 2) * (int(np.abs(parts.cost).max()) + 1)
-    node_dist = prices.node_dist(penalty)
-    if node_dist is None or penalty >= 2**58:
+    if penalty >= 2**58:
         return None  # (potentials and reduced costs stay within a few penalties: int64 with room to spare)
+    node_dist = prices.node_dist(penalty)
+    if node_dist is None:
+        return None
     dist = np.zeros(n_dem + n_nodes + 1, np.int64)
     dist[n_dem:-1] = node_dist
     dist[:n_dem] = demand_prices(parts, node_dist, penalty)
