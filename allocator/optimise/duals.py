@@ -54,10 +54,8 @@ neutral when it is 0). Its residual graph therefore has no negative cycle and gi
 With the split known, only two residual arcs per pair can matter: forward through the cheapest part with
 room, backward through the dearest part with flow (parallel arcs that cost more are dominated).
 
-Shortest paths are a Bellman-Ford relaxation in rounds, vectorised with numpy: each round relaxes, at once,
-every residual arc leaving a vertex whose distance changed in the previous round (arcs are kept in CSR order
-by tail). After round k every shortest path of at most k arcs is final, so without a negative cycle it ends
-within V rounds; in practice the shortest-path tree is shallow (a few dozen rounds).
+Shortest paths: the Bellman-Ford relaxation of shortest_paths.relax (rounds vectorised with numpy; in
+practice the shortest-path tree is shallow, a few dozen rounds), which also carries the label.
 """
 
 from __future__ import annotations
@@ -70,6 +68,7 @@ import numpy.typing as npt
 
 from allocator.domain import F64, I32, I64, Problem, SolveParams
 from allocator.optimise.paid_flow import arc_caps_and_costs
+from allocator.optimise.shortest_paths import csr, relax
 from allocator.problem import node_paid_points
 
 logger = logging.getLogger(__name__)
@@ -194,17 +193,6 @@ def _residual_arcs(
     return (pd[fwd], pn[fwd], part_cost[fwd]), (pn[bwd], pd[bwd], -part_cost[bwd])
 
 
-def _csr(tails: I64, n_vertices: int) -> tuple[I64 | None, I64, I64]:
-    """Order of the arcs by tail (None when already sorted), and the start and count of each vertex's arcs."""
-    order: I64 | None = None
-    if tails.size > 1 and not bool(np.all(tails[1:] >= tails[:-1])):
-        order = np.argsort(tails, kind="stable").astype(np.int64)
-        tails = tails[order]
-    counts = np.bincount(tails, minlength=n_vertices).astype(np.int64)
-    starts = np.cumsum(counts) - counts
-    return order, starts, counts
-
-
 def paid_duals(
     problem: Problem,
     params: SolveParams,
@@ -237,7 +225,7 @@ def paid_duals(
     tails = np.concatenate([fd[full], n_dem + bs])
     heads = np.concatenate([n_dem + fs[full], bd])
     costs = np.concatenate([fc[full], bc])
-    order, starts, counts = _csr(tails, n_vertices)
+    order, starts, counts = csr(tails, n_vertices)
     if order is not None:
         heads, costs = heads[order], costs[order]
 
@@ -248,31 +236,10 @@ def paid_duals(
     via_under = np.zeros(n_vertices, dtype=bool)
     via_under[:n_dem] = under
 
-    frontier = np.flatnonzero(dist < _INF)
-    rounds = 0
-    while frontier.size:
-        if rounds > n_vertices:
-            raise DualsError("negative cycle in the paid residual graph: the paid plan is not optimal")
-        rounds += 1
-        cnt = counts[frontier]
-        n_out = int(cnt.sum())
-        if n_out == 0:
-            break
-        offsets = np.cumsum(cnt) - cnt
-        idx = np.repeat(starts[frontier] - offsets, cnt) + np.arange(n_out, dtype=np.int64)
-        tail = np.repeat(frontier, cnt)
-        head = heads[idx]
-        cand = dist[tail] + costs[idx]
-        better = cand < dist[head]
-        if not bool(better.any()):
-            break
-        head, tail, cand = head[better], tail[better], cand[better]
-        np.minimum.at(dist, head, cand)
-        win = cand == dist[head]
-        via_under[head[win]] = via_under[tail[win]]  # the label of (one of) the winning tails
-        changed = np.zeros(n_vertices, dtype=bool)  # (np.unique would sort or hash: far slower)
-        changed[head] = True
-        frontier = np.flatnonzero(changed)
+    found = relax(starts, counts, heads, costs, dist, np.flatnonzero(dist < _INF), via_under)
+    if found is None:
+        raise DualsError("negative cycle in the paid residual graph: the paid plan is not optimal")
+    rounds = found
 
     node_dist = dist[n_dem:]
     shadow = np.where(node_dist < 0, -node_dist, 0).astype(np.int64)

@@ -34,6 +34,7 @@ import numpy as np
 from ortools.graph.python import min_cost_flow
 
 from allocator.domain import F64, I32, I64
+from allocator.optimise.shortest_paths import csr, relax
 
 logger = logging.getLogger(__name__)
 
@@ -132,33 +133,6 @@ def demand_prices(parts: Parts, node_dist: I64, penalty: int) -> I64:
     return out
 
 
-def _relax(n_vertices: int, tails: I64, heads: I64, costs: I64, dist: I64) -> I64 | None:
-    """Bellman-Ford from the given upper bounds (in place), vectorised by rounds; None: no fixpoint within
-    n_vertices + 1 rounds (a negative cycle)."""
-    order = np.argsort(tails, kind="stable")
-    tails, heads, costs = tails[order], heads[order], costs[order]
-    counts = np.bincount(tails, minlength=n_vertices)
-    starts = np.cumsum(counts) - counts
-    frontier = np.arange(n_vertices)
-    for _ in range(n_vertices + 1):
-        cnt = counts[frontier]
-        n_out = int(cnt.sum())
-        if n_out == 0:
-            return dist
-        offsets = np.cumsum(cnt) - cnt
-        idx = np.repeat(starts[frontier] - offsets, cnt) + np.arange(n_out)
-        cand = dist[np.repeat(frontier, cnt)] + costs[idx]
-        head = heads[idx]
-        better = cand < dist[head]
-        if not bool(better.any()):
-            return dist
-        np.minimum.at(dist, head[better], cand[better])
-        changed = np.zeros(n_vertices, dtype=bool)
-        changed[head[better]] = True
-        frontier = np.flatnonzero(changed)
-    return None
-
-
 def certify(parts: Parts, flow: I64, dist: I64, free: np.ndarray, penalty: int) -> I64 | None:
     """Potentials (vertices: demands, nodes, the sink last) under which every residual arc of the free
     parts, the node -> sink arcs and the under-delivery arcs has a non-negative reduced cost, relaxed from
@@ -189,7 +163,11 @@ def certify(parts: Parts, flow: I64, dist: I64, free: np.ndarray, penalty: int) 
             np.full(int(short.sum()), -penalty),
         ]
     )
-    return _relax(sink + 1, tails, heads, costs, dist.copy())
+    order, starts, counts = csr(tails, sink + 1)
+    if order is not None:
+        heads, costs = heads[order], costs[order]
+    out = dist.copy()
+    return None if relax(starts, counts, heads, costs, out, np.arange(sink + 1)) is None else out
 
 
 def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
