@@ -80,8 +80,9 @@ def build_stored_plan(inputs: ProblemInputs, problem: Problem, plan: Plan) -> St
             else np.zeros(len(nodes), dtype=bool)
         ),
     }
-    if plan.node_warm_price is not None:  # (plans stored before it have none: a warm start then reads
-        arrays["node_warm_price"] = plan.node_warm_price  # the per-mille values, clipped at 0)
+    # a warm start's prices (plans stored before this array have none: the per-mille values serve then)
+    if plan.node_warm_price is not None:
+        arrays["node_warm_price"] = plan.node_warm_price
     return StoredPlan(arrays)
 
 

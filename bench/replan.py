@@ -4,8 +4,9 @@
 
 A generated day (the day `allocatorctl generate` makes) is built and solved as the service does; then the
 morning is "delivered": every line of an hour before --from-hour shows its planned impressions times a
-pace factor drawn once per merchant from [1 - spread, 1 + spread] (--pace-spread; never past the node's
-capacity), and the rest of the day is re-planned as the Replan RPC does (allocator.serving.replan). The
+pace factor drawn once per merchant from [1 - spread, 1 + spread] (--pace-spread), never past its plan (as
+the pick script stops a line there) nor the node's capacity, and the rest of the day is re-planned as the
+Replan RPC does (allocator.serving.replan). The
 re-plan's problem is solved twice: cold, and warm from the first plan's node prices (optimise/paid_warm.py,
 as Planner.warm_start maps them). Both must reach the same objective.
 """
@@ -32,7 +33,13 @@ from bench.instance import scenario_inputs
 
 
 def delivered_morning(
-    inputs: ProblemInputs, problem: Problem, plan: Plan, from_hour: int, spread: float, seed: int
+    inputs: ProblemInputs,
+    problem: Problem,
+    plan: Plan,
+    date: dt.date,
+    from_hour: int,
+    spread: float,
+    seed: int,
 ) -> Delivered:
     """The counters of a morning that followed the plan at each merchant's own pace."""
     rng = np.random.default_rng(seed)
@@ -60,12 +67,12 @@ def delivered_morning(
     ]
     for n, field, merchant, planned in rows:
         node = inputs.nodes[n]
-        if node.hour >= from_hour:
+        if node.date != date or node.hour >= from_hour:
             continue
         factor = pace.setdefault(merchant, float(rng.uniform(1 - spread, 1 + spread)))
         node_id = (int(node.channel), node.hour, node.region)
         room = node.capacity - lines[node_id].get("_n", 0)
-        shown = max(0, min(room, round(planned * factor)))
+        shown = max(0, min(room, planned, round(planned * factor)))
         if shown:
             lines[node_id][field] = shown
             lines[node_id]["_n"] = lines[node_id].get("_n", 0) + shown
@@ -95,13 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     plan = solve(problem, params)
     first_s = time.perf_counter() - t0
-    delivered = delivered_morning(inputs, problem, plan, a.from_hour, a.pace_spread, a.seed)
+    delivered = delivered_morning(inputs, problem, plan, date, a.from_hour, a.pace_spread, a.seed)
     rp = replan_problem(inputs, date, a.from_hour, delivered, params)
 
     # the first plan's prices on the re-plan's nodes, as Planner.warm_start maps them
-    index = {(n.hour, int(n.channel), n.region): i for i, n in enumerate(inputs.nodes)}
-    at = np.array([index[(n.hour, int(n.channel), n.region)] for n in rp.inputs.nodes], dtype=np.int64)
-    assert plan.node_warm_price is not None and plan.node_relieves_under is not None
+    if plan.node_warm_price is None or plan.node_relieves_under is None:  # the duals failed (logged)
+        print(json.dumps({"error": "the first plan has no shadow prices to start from"}))
+        return 1
+    index = {(n.date, n.hour, int(n.channel), n.region): i for i, n in enumerate(inputs.nodes)}
+    at = np.array(
+        [index[(n.date, n.hour, int(n.channel), n.region)] for n in rp.inputs.nodes], dtype=np.int64
+    )
     warm = WarmPrices(plan.node_warm_price[at].astype(np.float64), plan.node_relieves_under[at])
     t0 = time.perf_counter()
     cold = solve(rp.problem, params)

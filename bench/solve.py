@@ -121,7 +121,7 @@ def warm_resolve(
     problem: Problem, plan: Plan, params: SolveParams, eps: float, seed: int
 ) -> dict[str, object]:
     """Re-solve the day moved by eps, cold and warm from `plan`'s node prices (as a re-plan does)."""
-    prices = WarmPrices(np.asarray(plan.node_warm_price), np.asarray(plan.node_relieves_under))
+    prices = WarmPrices(np.asarray(plan.node_warm_price, np.float64), np.asarray(plan.node_relieves_under))
     moved = moved_day(problem, eps, seed)
     t0 = time.perf_counter()
     cold = solve_paid(moved, params)

@@ -20,7 +20,7 @@ so that every sum stays far inside int64.
 
 Measured (docs/model.md "Warm re-solves", 1M arcs): from the prices of the same day, one round and a fifth
 of the cold time; from those of a day whose capacities and points moved by up to 5 %, three rounds and
-54 % of it; a late re-plan whose prices had moved more took longer than cold. Prices
+54 % of it; re-plans of a day whose morning ran at ±10 % of pace, 40-89 % of it. Prices
 from a cold estimate (a solved sample of the demands) are not good enough: the rounds then cost more than
 a cold solve, so this is for re-solves of a day that was solved before.
 """
@@ -68,15 +68,6 @@ class WarmPrices:
 
     value: F64
     relieves: np.ndarray
-
-    @classmethod
-    def from_per_mille(
-        cls, value_per_mille: F64, relieves: np.ndarray, price: I64, value_scale: int
-    ) -> WarmPrices:
-        """From a plan's node_shadow_value_per_mille (value per thousand impressions, clipped at 0 where it
-        relieves) and its flags: for plans stored without node_warm_price."""
-        value = np.asarray(value_per_mille, np.float64) * value_scale / np.maximum(price, 1)
-        return cls(value, np.asarray(relieves, dtype=bool))
 
     def node_dist(self, penalty: int) -> I64 | None:
         """Node potentials relative to the sink: minus the price (clipped to [-penalty, penalty]), the

@@ -32,5 +32,6 @@ def test_a_replan_solved_warm_reaches_the_cold_objective(
     assert out["same_objective"] is True
     assert out["replan_arcs"] > 0
     assert (out["delivered_impressions"] > 0) == (from_hour > 0)
+    assert out["warm_rounds"] >= 1  # settled warm, not the cold fallback
     if from_hour == 0:  # nothing delivered: the rest of the day is the day planned, its prices settle it
         assert out["warm_rounds"] == 1
