@@ -6,9 +6,13 @@ from __future__ import annotations
 import logging
 import random
 import re
+from typing import cast
 
 import pytest
 
+from allocator.plan_codec import decode_plan, encode_plan
+from allocator.store.connect import RedisClient
+from allocator.store.keys import Keys
 from allocator_client import AllocatorClient
 from allocator_client.daygen import generate_day
 from allocator_client.scenario import Scenario, apply_scenario
@@ -71,6 +75,31 @@ def test_a_moved_forecast_is_solved_warm_to_the_cold_optimum(
     assert sum(p.points_under_delivered for p in again.programs) == sum(
         p.points_under_delivered for p in reference.programs
     )
+
+
+def test_a_plan_stored_without_warm_prices_starts_warm_from_its_per_mille_values(
+    servers: ServerFactory, redis_client: RedisClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Plans stored before node_warm_price: the warm start reads their per-mille shadow values."""
+    caplog.set_level(logging.INFO, logger="allocator")
+    scenario = generate_day(DATE, merchants=400, free_merchants=100, seed=5)
+    server = servers.start(key_prefix=servers.prefix + "o")
+    with AllocatorClient(server.target, timeout=60) as client:
+        client.wait_until_serving(30)
+        apply_scenario(client, scenario)
+        first = client.solve(pb.SolveRequest(start_date=DATE)).plan
+        key = Keys(server.settings.key_prefix).plan_data(first.plan_id)
+        stored = decode_plan(cast(bytes, redis_client.get(key)))
+        assert "node_warm_price" in stored.arrays
+        del stored.arrays["node_warm_price"]  # as an older server stored it
+        redis_client.set(key, encode_plan(stored), keepttl=True)
+        client.publish_inventory(
+            pb.PublishInventoryRequest(request_id="moved", date=DATE, nodes=_moved(scenario, 1))
+        )
+        again = client.solve(pb.SolveRequest(start_date=DATE)).plan
+    assert again.plan_id != first.plan_id
+    rounds = _warm_rounds(caplog, "solved plan")
+    assert rounds[0] == 0 and rounds[1] >= 1
 
 
 def test_a_replan_starts_warm_from_the_active_plan(
