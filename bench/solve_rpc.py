@@ -20,11 +20,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 
 from allocator_client import AllocatorClient
 from allocator_client.daygen import generate_day
 from allocator_client.scenario import apply_scenario
 from trafficalloc.v1 import allocator_pb2 as pb
+
+
+def moved_inventory(inventory: Sequence[pb.SupplyNode], spread: float, seed: int) -> list[pb.SupplyNode]:
+    """The forecast moved: every node's capacity times a factor drawn from [1 - spread, 1 + spread]."""
+    rng = random.Random(seed)
+    moved = []
+    for n in inventory:
+        m = pb.SupplyNode()
+        m.CopyFrom(n)
+        m.capacity_impressions = int(n.capacity_impressions * rng.uniform(1 - spread, 1 + spread))
+        moved.append(m)
+    return moved
 
 
 def start_server(tmp: pathlib.Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -73,11 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                     hits.append(time.perf_counter() - t0)
                     assert again.cache_hit and again.plan_id == plan.plan_id
                 # the forecasting system publishes a moved forecast for the day: the Solve re-plans warm
-                rng = random.Random(a.seed)
-                moved = [pb.SupplyNode() for _ in scenario.inventory]
-                for m, n in zip(moved, scenario.inventory, strict=True):
-                    m.CopyFrom(n)
-                    m.capacity_impressions = int(n.capacity_impressions * rng.uniform(0.95, 1.05))
+                moved = moved_inventory(scenario.inventory, 0.05, a.seed)
                 client.publish_inventory(
                     pb.PublishInventoryRequest(request_id="moved", date=date.isoformat(), nodes=moved)
                 )

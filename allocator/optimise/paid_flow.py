@@ -188,7 +188,7 @@ def solve_paid(problem: Problem, params: SolveParams, warm: WarmPrices | None = 
     built = time.perf_counter() - start
     settled = None
     if warm is not None:
-        parts = Parts(tails[:b], heads[:b] - n_dem, caps[:b], costs[:b], paidcap.astype(np.int64), points)
+        parts = Parts(tails[:b], heads[:b] - n_dem, caps[:b], costs[:b], paidcap, points)
         try:
             settled = warm_flows(parts, warm)
         except Exception:  # an optimisation only: whatever went wrong, the cold solve below decides

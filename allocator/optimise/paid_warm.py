@@ -78,12 +78,11 @@ class WarmPrices:
         return -price - np.where(self.relieves, penalty, 0)
 
 
-def reduced_solve(parts: Parts, free: np.ndarray, fixed_full: np.ndarray) -> I64 | None:
-    """Flows of the free parts: max flow, then min cost, with the full fixed parts taken off the demands'
+def reduced_solve(parts: Parts, free: np.ndarray, fixed: I64) -> I64 | None:
+    """Flows of the free parts: max flow, then min cost, with the fixed parts' flows taken off the demands'
     points and the nodes' capacities (None: the solver did not reach an optimum)."""
     n_dem, n_nodes = parts.due.size, parts.node_cap.size
     sink = n_dem + n_nodes
-    fixed = np.where(fixed_full, parts.upper, 0)
     node_left = parts.node_cap - np.bincount(parts.node, weights=fixed, minlength=n_nodes).astype(np.int64)
     due_left = parts.due - np.bincount(parts.demand, weights=fixed, minlength=n_dem).astype(np.int64)
     fi = np.flatnonzero(free)
@@ -189,6 +188,7 @@ def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
         overdue = np.bincount(parts.demand, weights=fixed, minlength=n_dem) > parts.due
         free |= full & (crowded[parts.node] | overdue[parts.demand])
         full &= ~free
+        flow = np.where(full, parts.upper, 0)  # the fixed parts' flows; the free ones' come from the solver
         n_free = int(free.sum())
         worked += n_free
         if n_free > MAX_FREE_SHARE * n_parts or worked > MAX_WORK * n_parts:
@@ -196,10 +196,9 @@ def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
                 "warm paid solve: %d of %d parts free in round %d; solving cold", n_free, n_parts, rounds
             )
             return None
-        reduced = reduced_solve(parts, free, full)
+        reduced = reduced_solve(parts, free, flow)
         if reduced is None:
             return None
-        flow = np.where(full, parts.upper, 0)
         flow[free] = reduced
         certified = certify(parts, flow, dist, free, penalty)
         if certified is None:

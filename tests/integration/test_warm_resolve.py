@@ -4,7 +4,6 @@ prices (optimise/paid_warm.py) and reach the optimum a cold solve of the same in
 from __future__ import annotations
 
 import logging
-import random
 import re
 from typing import cast
 
@@ -15,23 +14,13 @@ from allocator.store.connect import RedisClient
 from allocator.store.keys import Keys
 from allocator_client import AllocatorClient
 from allocator_client.daygen import generate_day
-from allocator_client.scenario import Scenario, apply_scenario
+from allocator_client.scenario import apply_scenario
+from bench.solve_rpc import moved_inventory
 from trafficalloc.v1 import allocator_pb2 as pb
 
 from .conftest import ServerFactory
 
 DATE = "2026-12-09"
-
-
-def _moved(scenario: Scenario, seed: int) -> list[pb.SupplyNode]:
-    rng = random.Random(seed)
-    moved = []
-    for n in scenario.inventory:
-        m = pb.SupplyNode()
-        m.CopyFrom(n)
-        m.capacity_impressions = int(n.capacity_impressions * rng.uniform(0.95, 1.05))
-        moved.append(m)
-    return moved
 
 
 def _warm_rounds(caplog: pytest.LogCaptureFixture, what: str) -> list[int]:
@@ -47,7 +36,7 @@ def test_a_moved_forecast_is_solved_warm_to_the_cold_optimum(
 ) -> None:
     caplog.set_level(logging.INFO, logger="allocator")
     scenario = generate_day(DATE, merchants=400, free_merchants=100, seed=5)
-    moved = _moved(scenario, 1)
+    moved = moved_inventory(scenario.inventory, 0.05, 1)
     warm_server = servers.start(key_prefix=servers.prefix + "w")
     cold_server = servers.start(key_prefix=servers.prefix + "c")
     with (
@@ -94,7 +83,9 @@ def test_a_plan_stored_without_warm_prices_starts_warm_from_its_per_mille_values
         del stored.arrays["node_warm_price"]  # as an older server stored it
         redis_client.set(key, encode_plan(stored), keepttl=True)
         client.publish_inventory(
-            pb.PublishInventoryRequest(request_id="moved", date=DATE, nodes=_moved(scenario, 1))
+            pb.PublishInventoryRequest(
+                request_id="moved", date=DATE, nodes=moved_inventory(scenario.inventory, 0.05, 1)
+            )
         )
         again = client.solve(pb.SolveRequest(start_date=DATE)).plan
     assert again.plan_id != first.plan_id
