@@ -1,0 +1,202 @@
+"""The network simplex against OR-Tools' min-cost flow, and its basis-from-a-flow start: random networks,
+optimal costs equal, flows within bounds and conserved, and potentials that prove it (complementary
+slackness) — checked here from the arrays, not by the simplex's own bookkeeping."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from ortools.graph.python import min_cost_flow
+
+from allocator.optimise import network_simplex as ns
+from allocator.optimise.flow_optimality import optimal
+
+Network = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _network(rng: np.random.Generator) -> Network:
+    """A paid-like network: demands -> nodes (parallel parts, zero capacities), nodes -> sink, and an
+    under-delivery arc per demand dearer than any chain of parts, so that every supply can be routed."""
+    n_dem, n_nodes = int(rng.integers(1, 9)), int(rng.integers(1, 7))
+    n_parts = int(rng.integers(0, 30))
+    sink = n_dem + n_nodes
+    due = rng.integers(0, 12, n_dem)
+    penalty = (sink + 2) * 21
+    tails = np.concatenate([rng.integers(0, n_dem, n_parts), np.arange(n_dem, sink), np.arange(n_dem)])
+    heads = np.concatenate([rng.integers(n_dem, sink, n_parts), np.full(n_nodes + n_dem, sink)])
+    caps = np.concatenate([rng.integers(0, 8, n_parts), rng.integers(0, 15, n_nodes), due])
+    costs = np.concatenate([rng.integers(-20, 21, n_parts), np.zeros(n_nodes, int), np.full(n_dem, penalty)])
+    supplies = np.zeros(sink + 1, np.int64)
+    supplies[:n_dem] = due
+    supplies[sink] = -int(due.sum())
+    return (
+        sink + 1,
+        tails.astype(np.int32),
+        heads.astype(np.int32),
+        caps.astype(np.int64),
+        costs.astype(np.int64),
+        supplies,
+    )
+
+
+def _reference(n: int, tails, heads, caps, costs, supplies) -> int:  # type: ignore[no-untyped-def]
+    smcf = min_cost_flow.SimpleMinCostFlow()
+    smcf.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
+    smcf.set_nodes_supplies(np.arange(n, dtype=np.int32), supplies)
+    assert smcf.solve() == smcf.OPTIMAL
+    return int(smcf.optimal_cost())
+
+
+def _proved(n: int, tails, heads, caps, costs, supplies, flow, pi) -> bool:  # type: ignore[no-untyped-def]
+    n_dem = int(tails[-1]) + 1  # the under-delivery arcs come last, one per demand in order
+    return optimal(tails, heads, caps, costs, flow, pi, n - 1, supplies[:n_dem])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_the_simplex_finds_the_min_cost_flow_and_proves_it(seed: int) -> None:
+    n, tails, heads, caps, costs, supplies = _network(np.random.default_rng(seed))
+    got = ns.solve(n, tails, heads, caps, costs, supplies)
+    assert got.ok
+    assert int(np.dot(got.flow, costs)) == _reference(n, tails, heads, caps, costs, supplies)
+    assert _proved(n, tails, heads, caps, costs, supplies, got.flow, got.potential)
+
+
+def test_supplies_that_cannot_be_routed_are_reported_infeasible() -> None:
+    # 5 points at node 0, an arc of capacity 3 to node 1: 2 points are left on the artificial arcs
+    got = ns.solve(
+        2, np.array([0], np.int32), np.array([1], np.int32), np.array([3]), np.array([1]), np.array([5, -5])
+    )
+    assert not got.ok
+    assert got.flow.tolist() == [3]
+
+
+def _feasible_flow(rng: np.random.Generator, n, tails, heads, caps, costs, supplies):  # type: ignore[no-untyped-def]
+    """A feasible flow that is optimal only with some parts held at a random bound (as the warm path's
+    reduced solve leaves it), or None when the held parts alone do not fit."""
+    m = tails.size
+    held = rng.random(m) < 0.5
+    held[-(n - 1) :] = False  # (node -> sink and under-delivery arcs never held)
+    value = np.where(rng.random(m) < 0.8, 0, caps)
+    rest = supplies.copy()
+    np.subtract.at(rest, tails[held], value[held])
+    np.add.at(rest, heads[held], value[held])
+    smcf = min_cost_flow.SimpleMinCostFlow()
+    ids = smcf.add_arcs_with_capacity_and_unit_cost(tails, heads, np.where(held, 0, caps), costs)
+    smcf.set_nodes_supplies(np.arange(n, dtype=np.int32), rest)
+    if smcf.solve() != smcf.OPTIMAL:
+        return None
+    flow = np.asarray(smcf.flows(ids), np.int64)
+    flow[held] = value[held]
+    return flow
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["hint", "zero"]), st.sampled_from([0, 2, 1000]))
+def test_a_simplex_started_from_a_feasible_flow_ends_at_the_optimum(
+    seed: int, hint: str, listed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    n, tails, heads, caps, costs, supplies = _network(rng)
+    flow = _feasible_flow(rng, n, tails, heads, caps, costs, supplies)
+    if flow is None:
+        event("held parts do not fit")
+        return
+    # move a point between parallel parts now and then: still feasible, and where both end strictly
+    # inside their bounds the basis has a cycle of inner arcs to cancel first
+    for a in range(tails.size):
+        for b in np.flatnonzero((tails == tails[a]) & (heads == heads[a])):
+            if a != b and flow[a] < caps[a] and flow[b] > 0 and rng.random() < 0.5:
+                flow[a] += 1
+                flow[b] -= 1
+    inner = (flow > 0) & (flow < caps)
+    pairs = {(int(t), int(h)) for t, h in zip(tails[inner], heads[inner], strict=True)}
+    event("inner parallel parts" if len(pairs) < int(inner.sum()) else "no inner parallel parts")
+    potentials = rng.integers(-60, 60, n) if hint == "hint" else np.zeros(n, np.int64)
+    order = rng.permutation(tails.size)
+    sx = ns.Simplex.from_flow(n, tails, heads, caps, costs, flow, potentials, order)
+    assert sx is not None
+    assert sx.run(np.arange(tails.size), listed=listed)  # block search, or a candidate list
+    assert sx.violations().size == 0
+    event("pivots" if sx.pivots else "no pivot needed")
+    out = sx.flow[: tails.size]
+    assert int(np.dot(out, costs)) == _reference(n, tails, heads, caps, costs, supplies)
+    assert _proved(n, tails, heads, caps, costs, supplies, out, sx.potential())
+
+
+def _root(parent: list[int], x: int) -> int:
+    while parent[x] != x:
+        x = parent[x]
+    return x
+
+
+def test_cycles_of_inner_arcs_are_cancelled_at_no_cost() -> None:
+    """Parallel arcs and a square of zero-cost arcs, all strictly inside their bounds: the basis needs
+    them acyclic, and the pushes that make them so keep the flow conserved and its cost."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(2, 8))
+        m = int(rng.integers(1, 25))
+        tails = rng.integers(0, n, m).astype(np.int32)
+        heads = rng.integers(0, n, m).astype(np.int32)
+        keep = tails != heads
+        tails, heads = tails[keep], heads[keep]
+        m = tails.size
+        caps = rng.integers(2, 9, m).astype(np.int64)
+        costs = np.zeros(m, np.int64)
+        # one unit on most arcs (strictly inside: capacities are 2 and more), the supplies what it leaves
+        flow = (rng.random(m) < 0.8).astype(np.int64)
+        balance = np.bincount(heads, weights=flow, minlength=n) - np.bincount(
+            tails, weights=flow, minlength=n
+        )
+        supplies = -balance.astype(np.int64)  # whatever the flow leaves at a node is its supply
+        before = flow.copy()
+        source = np.concatenate([tails, np.arange(n, dtype=np.int32)])
+        target = np.concatenate([heads, np.full(n, n, np.int32)])
+        cap = np.concatenate([caps, np.full(n, ns.INF)])
+        cost = np.concatenate([costs, np.zeros(n, np.int64)])
+        fl = np.concatenate([flow, np.zeros(n, np.int64)])
+        inner = np.flatnonzero((fl[:m] > 0) & (fl[:m] < cap[:m]))
+        done = ns._cancel_interior_cycles(n, source, target, cap, cost, fl, inner, 10_000)
+        assert done >= 0
+        after = fl[:m]
+        assert bool(np.all((after >= 0) & (after <= caps)))
+        moved = np.bincount(heads, weights=after, minlength=n) - np.bincount(
+            tails, weights=after, minlength=n
+        )
+        assert np.array_equal(moved, balance)  # conserved: the same supplies
+        assert int(np.dot(after, costs)) == int(np.dot(before, costs))
+        assert supplies.sum() == 0
+        # acyclic: the inner arcs now form a forest
+        parent = list(range(n))
+        for a in np.flatnonzero((after > 0) & (after < caps)):
+            ru, rv = _root(parent, int(tails[a])), _root(parent, int(heads[a]))
+            assert ru != rv, "a cycle of inner arcs was left"
+            parent[ru] = rv
+
+
+def test_a_pivot_budget_stops_the_simplex_with_a_valid_basis() -> None:
+    rng = np.random.default_rng(11)
+    n, tails, heads, caps, costs, supplies = _network(rng)
+    while int(supplies.max()) == 0 or tails.size < 10:
+        n, tails, heads, caps, costs, supplies = _network(rng)
+    sx = ns.Simplex(n, tails, heads, caps, costs, supplies)
+    assert not sx.run(np.arange(tails.size), max_pivots=1)
+    assert sx.run(np.arange(tails.size))  # the basis it stopped at is one to go on from
+    assert int(np.dot(sx.flow[: tails.size], costs)) == _reference(n, tails, heads, caps, costs, supplies)
+
+
+def test_the_optimality_check_refuses_what_is_not_a_min_cost_flow() -> None:
+    # one demand of 2 points, two parts to one node: the cheap part (-3) and the dear one (-1)
+    tails = np.array([0, 0, 1, 0], np.int32)
+    heads = np.array([1, 1, 2, 2], np.int32)
+    caps = np.array([2, 2, 5, 2], np.int64)
+    costs = np.array([-3, -1, 0, 100], np.int64)
+    due = np.array([2])
+    best = np.array([2, 0, 2, 0])
+    pi = np.array([3, 0, 0])  # rc: 0, 2, 0, 97
+    assert optimal(tails, heads, caps, costs, best, pi, 2, due)
+    assert not optimal(tails, heads, caps, costs, np.array([0, 2, 2, 0]), pi, 2, due)  # dearer
+    assert not optimal(tails, heads, caps, costs, np.array([2, 0, 1, 0]), pi, 2, due)  # not conserved
+    assert not optimal(tails, heads, caps, costs, np.array([3, -1, 2, 0]), pi, 2, due)  # out of bounds
