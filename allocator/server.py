@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from allocator import access, logs, memory
 from allocator.domain import SolveParams
 from allocator.metrics import Metrics, MetricsInterceptor
+from allocator.optimise.paid_warm import prepare_or_log
 from allocator.optimise.worker import SolverProcess
 from allocator.planner import Planner
 from allocator.rules import load_rules
@@ -187,6 +188,8 @@ def start_app(settings: Settings) -> App:
     if solver_process is not None:
         planner.solver = solver_process.solve
         solver_process.warm()  # the child starts while the server does: the first Solve does not wait for it
+    else:  # solves run here: load the network simplex's machine code now, not in the first warm re-solve
+        threading.Thread(target=prepare_or_log, name="simplex-warm-up", daemon=True).start()
     servicer = AllocatorServicer(records, planner, rules, keys, Limits())
     servicer.on_redis_error = metrics.redis_error
     serving_store = ServingStore(

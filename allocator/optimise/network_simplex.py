@@ -286,11 +286,12 @@ def _find(uf, x):
 
 
 @numba.njit(cache=True, nogil=True)
-def _cancel_interior_cycles(n, source, target, cap, cost, flow, candidates, max_cycles):  # fmt: skip
+def _cancel_interior_cycles(n, source, target, cap, cost, flow, candidates, max_passes):  # fmt: skip
     """Push flow round each cycle of arcs strictly inside their bounds (taken from `candidates`) until
     none is left; each push sends an arc of the cycle to a bound, in the direction that costs nothing more
     (a cycle of an optimal flow's inner arcs costs 0 either way). Returns the cycles cancelled, or -1 when
-    there were more than max_cycles.
+    they were not all cancelled within max_passes passes (each pass costs O(n + len(candidates)) and
+    cancels at least one cycle, its first, whose path nothing has moved yet).
 
     In passes: the inner arcs are taken in order into a forest (rooted by a breadth-first search, so that
     paths are short), those that would close a cycle set aside; each set-aside arc's cycle is its forest
@@ -305,6 +306,7 @@ def _cancel_interior_cycles(n, source, target, cap, cost, flow, candidates, max_
     start = np.zeros(n + 1, np.int64)
     adj = np.empty(2 * k, np.int64)
     cancelled = 0
+    passes = 0
     while True:
         uf = np.arange(n)
         nf = 0
@@ -324,6 +326,9 @@ def _cancel_interior_cycles(n, source, target, cap, cost, flow, candidates, max_
                 nf += 1
         if nc == 0:
             return cancelled
+        passes += 1
+        if passes > max_passes:
+            return -1
         start[:] = 0
         for i in range(nf):
             start[source[forest[i]] + 1] += 1
@@ -361,8 +366,6 @@ def _cancel_interior_cycles(n, source, target, cap, cost, flow, candidates, max_
             arc = closing[c]
             if flow[arc] <= 0 or flow[arc] >= cap[arc]:
                 continue
-            if cancelled >= max_cycles:
-                return -1
             # the cycle: the arc forward (u0 -> v0), then v0 up to the two ends' common ancestor and down
             # to u0. x climbs from v0 (the cycle goes up there), y from u0 (the cycle comes down there).
             fwd_room = cap[arc] - flow[arc]
@@ -441,6 +444,8 @@ def _hang_tree(root, tree, source, target, cost, parent, pred, pred_dir, thread,
     pred[root] = -1
     pred_dir[root] = 0
     pi[root] = 0
+    queued = np.zeros(n1, np.bool_)
+    queued[root] = True
     seen = 0
     while top > 0:
         top -= 1
@@ -453,8 +458,9 @@ def _hang_tree(root, tree, source, target, cost, parent, pred, pred_dir, thread,
             if a == pred[u]:
                 continue
             w = target[a] if source[a] == u else source[a]
-            if pos[w] >= 0:
-                return False  # a cycle
+            if queued[w]:
+                return False  # reached twice: a cycle
+            queued[w] = True
             parent[w] = u
             pred[w] = a
             if source[a] == w:
@@ -481,10 +487,17 @@ def _hang_tree(root, tree, source, target, cost, parent, pred, pred_dir, thread,
 
 
 @numba.njit(cache=True, nogil=True)
-def _spanning(n, source, target, inner, connectors):  # fmt: skip
-    """Arcs of a spanning tree over the n nodes and the root n: every arc of `inner` (a forest), then
-    `connectors` in order where they join two trees, then the artificial arc (index m + rep) of one node
-    of each tree left, to the root."""
+def _spanning(n, source, target, cap, flow, inner, connectors):  # fmt: skip
+    """Arcs of a strongly feasible spanning tree over the n nodes and the root n (every node can send a
+    positive flow to the root along its tree path): every arc of `inner` (a forest of arcs strictly inside
+    their bounds, which can carry flow either way), then `connectors` in order where they join two trees
+    without breaking that, then the artificial arc (index m + rep, from rep to the root, empty, of
+    unbounded capacity) of one node of each tree left.
+
+    A connector at a bound carries flow towards the root one way only: an empty one must point to the
+    root (its tail hangs below its head), a full one away from it (its head hangs below). A tree joined
+    so hangs from a node of its *top* part — the inner tree that is not yet below anything — so that no
+    connector joined before changes direction; the joined tree's top part is the other side's."""
     m = source.size - n
     uf = np.arange(n)
     tree = np.empty(n, np.int64)
@@ -494,18 +507,34 @@ def _spanning(n, source, target, inner, connectors):  # fmt: skip
         uf[_find(uf, source[a])] = _find(uf, target[a])
         tree[t] = a
         t += 1
+    part = np.empty(n, np.int64)  # the inner tree of each node
+    for u in range(n):
+        part[u] = _find(uf, u)
+    top = part.copy()  # per joined tree (indexed by its union-find root): its top part
     for i in range(connectors.size):
         if t == n - 1:
             break
         a = connectors[i]
-        ru = _find(uf, source[a])
-        rv = _find(uf, target[a])
-        if ru != rv:
-            uf[ru] = rv
-            tree[t] = a
-            t += 1
+        if cap[a] <= 0:
+            continue  # can carry nothing either way: never strongly feasible in the tree
+        if flow[a] == 0:
+            child, other = source[a], target[a]
+        elif flow[a] == cap[a]:
+            child, other = target[a], source[a]
+        else:
+            continue  # (inner arcs are all in the forest already)
+        rc = _find(uf, child)
+        ro = _find(uf, other)
+        if rc == ro or part[child] != top[rc]:
+            continue
+        uf[rc] = ro  # the child's tree hangs below: the joined tree keeps the other side's top part
+        tree[t] = a
+        t += 1
+    done = np.zeros(n, np.bool_)
     for u in range(n):
-        if _find(uf, u) == u:
+        r = _find(uf, u)
+        if not done[r] and part[u] == top[r]:
+            done[r] = True
             tree[t] = m + u
             t += 1
     return tree[:t]
@@ -595,14 +624,15 @@ class Simplex:
         flow: np.ndarray,
         hint: np.ndarray,
         connectors: np.ndarray,
-        max_cycles: int = 100_000,
+        max_passes: int = 1000,
     ) -> Simplex | None:
-        """A basis for a feasible `flow` (conservation holding against the supplies it was found for):
-        cycles of arcs strictly inside their bounds are cancelled (at no extra cost when the flow is
-        optimal on them), those arcs span a forest, `connectors` (arcs at a bound, in order of preference)
-        join its trees where they can, and each tree left over hangs from the root by an artificial arc
-        carrying nothing, priced so that the tree's node potentials follow `hint`. None: more cycles than
-        max_cycles."""
+        """A strongly feasible basis for a feasible `flow` (conservation holding against the supplies it
+        was found for): cycles of arcs strictly inside their bounds are cancelled (at no extra cost when
+        the flow is optimal on them), those arcs span a forest, `connectors` (arcs at a bound, in order of
+        preference) join its trees where they can without breaking strong feasibility (_spanning), and
+        each tree left over hangs from the root by an artificial arc carrying nothing, priced so that the
+        potential of the node it hangs from is its `hint` (the others follow from the tree's arcs). None:
+        the cycles were not cancelled within max_passes passes."""
         m, n = int(tails.size), int(n_nodes)
         sx = cls.__new__(cls)
         sx.m, sx.n = m, n
@@ -617,10 +647,10 @@ class Simplex:
         target[m:] = root
         cap[m:] = INF
         inner = np.flatnonzero((fl[:m] > 0) & (fl[:m] < cap[:m]))
-        if _cancel_interior_cycles(n, source, target, cap, cost, fl, inner, max_cycles) < 0:
+        if _cancel_interior_cycles(n, source, target, cap, cost, fl, inner, max_passes) < 0:
             return None
         inner = inner[(fl[inner] > 0) & (fl[inner] < cap[inner])]
-        tree = _spanning(n, source, target, inner, np.asarray(connectors, np.int64))
+        tree = _spanning(n, source, target, cap, fl, inner, np.asarray(connectors, np.int64))
         reps = tree[tree >= m] - m
         cost[m + reps] = -np.asarray(hint, np.int64)[reps]  # the root at potential 0: pi[rep] = hint[rep]
         sx.state = state = np.where(fl == 0, LOWER, UPPER).astype(np.int8)

@@ -61,7 +61,7 @@ class PaidResult:
     penalty: float
     objective: float
     build_seconds: float = 0.0
-    warm_rounds: int = 0  # reduced solves of a warm re-solve (0: solved cold)
+    warm_rounds: int = 0  # 0: solved cold; warm: 1 settled by the reduced solve, 2 finished by the simplex
 
 
 def arc_caps_and_costs(problem: Problem, params: SolveParams) -> tuple[I64, I64, I64]:

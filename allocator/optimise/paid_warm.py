@@ -1,5 +1,6 @@
 """A warm re-solve of the paid tier from estimated node prices: fix what the prices settle, solve the rest,
-verify, and repeat; exact, or None so that the caller solves cold.
+verify, and finish with the network simplex where the prices were wrong; exact, or None so that the
+caller solves cold.
 
 The paid tier's optimum puts most arc parts at a bound: on the 1M-arc benchmark day, 615k of 1.98M parts
 are full, 1.34M empty and only 21k in between. With node prices (potentials) near the optimal ones, the
@@ -7,22 +8,25 @@ reduced cost of a part, rc = k + dist_d - dist_s, says which bound it sits at, s
 is near 0 need a solver: fixed parts become constants (the full ones leave the demands' points and the
 nodes' capacities), and OR-Tools solves the small rest (max flow, then min cost, as paid_flow does).
 
-Exactness does not rest on the estimate. After each reduced solve, a Bellman-Ford relaxation started at
+Exactness does not rest on the estimate. After the reduced solve, a Bellman-Ford relaxation started at
 the current prices gives potentials under which no residual arc of the reduced problem has a negative
 reduced cost (the reduced optimum has no negative cycle). If every fixed part also agrees with them
 (a full part with rc <= 0, an empty one with rc >= 0), every residual arc of the whole problem has a
-non-negative reduced cost, which certifies the combined flow optimal for the whole problem. Parts that
-disagree are freed and the rest is solved again. The under-delivery arcs are priced at
-P = (V + 1) * (max|cost| + 1) in the certificate (V: demands, nodes and the sink), more than any chain of
-V arcs can gain, so "optimal" here is the lexicographic optimum of paid_flow: the most points delivered,
-then the least cost. An estimate that is not finite, or a price beyond ±P, is refused or clipped first,
-so that every sum stays far inside int64.
+non-negative reduced cost, which certifies the combined flow optimal for the whole problem. Where parts
+disagree, the combined flow (feasible: every demand's shortfall on its under-delivery arc) becomes the
+starting basis of a primal network simplex over the whole network (network_simplex.Simplex.from_flow),
+which pivots over the free and disagreeing parts, then over whatever part its potentials show wrong,
+until none is; its answer is checked from the arrays (`optimal`: bounds, conservation, complementary
+slackness) before it is used. OR-Tools cannot start from a flow, so each further reduced solve used to
+cost most of the first one; the simplex repairs only what is wrong. The under-delivery arcs are priced
+at P = (V + 1) * (max|cost| + 1) in the certificate and the simplex (V: demands, nodes and the sink),
+more than any chain of V arcs can gain, so "optimal" here is the lexicographic optimum of paid_flow:
+the most points delivered, then the least cost. An estimate that is not finite, or a price beyond ±P,
+is refused or clipped first, so that every sum stays far inside int64.
 
-Measured (docs/model.md "Warm re-solves", 1M arcs): from the prices of the same day, one round and a fifth
-of the cold time; from those of a day whose capacities and points moved by up to 5 %, three rounds and
-54 % of it; re-plans of a day whose morning ran at ±10 % of pace, 40-89 % of it. Prices
-from a cold estimate (a solved sample of the demands) are not good enough: the rounds then cost more than
-a cold solve, so this is for re-solves of a day that was solved before.
+Measured: docs/model.md "Warm re-solves". Prices from a cold estimate (a solved sample of the demands) are
+not good enough (the reduced problem is then most of the network), so this is for re-solves of a day
+that was solved before.
 """
 
 from __future__ import annotations
@@ -34,14 +38,16 @@ import numpy as np
 from ortools.graph.python import min_cost_flow
 
 from allocator.domain import F64, I32, I64
+from allocator.optimise.flow_optimality import optimal
 from allocator.optimise.shortest_paths import csr, relax
 
 logger = logging.getLogger(__name__)
 
-MAX_ROUNDS = 4  # reduced solves before giving up (the measured re-solves needed 1 to 4)
-MAX_FREE_SHARE = 0.4  # give up once this share of the parts is free in one round (measured: 5-35 %)
-MAX_WORK = 1.0  # ... or once the rounds together would have solved this many times the parts (the waste
-# of a warm start that does not settle stays about one cold solve's worth of arcs)
+MAX_FREE_SHARE = 0.4  # solve cold when the estimate leaves more of the parts free (measured: 5-35 %)
+SIMPLEX_PIVOTS_PER_NODE = 4  # the simplex finish's pivot budget per vertex, so that a poor estimate wastes
+# at most about half a cold solve (measured needs: 0.2 per vertex at 1M arcs moved by 5 %, 0.9 at 5M)
+SIMPLEX_ROUNDS = 20  # ... and at most this many scans of all parts for arcs that went wrong (measured: 2-4)
+SIMPLEX_CANDIDATES = 1000  # the simplex finish's candidate list (measured best of 200-3000 at 1M and 5M arcs)
 BAND = 50  # parts with |rc| <= BAND under the estimate start free (cost units per point)
 
 
@@ -160,10 +166,86 @@ def certify(parts: Parts, flow: I64, dist: I64, free: np.ndarray, penalty: int) 
     return None if relax(starts, counts, heads, costs, out, np.arange(sink + 1)) is None else out
 
 
+def simplex_finish(parts: Parts, flow: I64, dist: I64, search: np.ndarray, penalty: int) -> I64 | None:
+    """Per-part flows of the lexicographic optimum, continued from `flow` (feasible: every demand's
+    shortfall goes to its under-delivery arc) by the network simplex: a basis is built from the flow
+    and `dist`, pivots run over the parts in `search` (and the node -> sink and under-delivery arcs), and
+    whatever part then has a negative reduced cost joins them, until none has. None (logged): the basis
+    could not be built in time (its cycles), the pivot budget or the rounds ran out, or the result failed
+    its check; never a flow that is not optimal."""
+    n_dem, n_nodes = parts.due.size, parts.node_cap.size
+    n_parts = parts.cost.size
+    sink = n_dem + n_nodes
+    used = np.bincount(parts.node, weights=flow, minlength=n_nodes).astype(np.int64)
+    delivered = np.bincount(parts.demand, weights=flow, minlength=n_dem).astype(np.int64)
+    tails = np.concatenate([parts.demand, np.arange(n_dem, sink), np.arange(n_dem)]).astype(np.int32)
+    heads = np.concatenate([parts.node + n_dem, np.full(n_dem + n_nodes, sink)]).astype(np.int32)
+    caps = np.concatenate([parts.upper, parts.node_cap, parts.due])
+    costs = np.concatenate([parts.cost, np.zeros(n_nodes, np.int64), np.full(n_dem, penalty, np.int64)])
+    flows = np.concatenate([flow, used, parts.due - delivered])
+    extra = np.arange(n_parts, tails.size)
+    scope = np.concatenate([np.flatnonzero(search), extra])
+    rc = costs[scope] + dist[tails[scope]] - dist[heads[scope]]
+    connectors = scope[np.argsort(np.abs(rc), kind="stable")]
+    # imported here: numba compiles or loads machine code, and if it cannot, only this path fails
+    from allocator.optimise.network_simplex import Simplex
+
+    sx = Simplex.from_flow(sink + 1, tails, heads, caps, costs, flows, dist, connectors)
+    if sx is None:
+        logger.info("warm paid solve: the flow's inner cycles were not cancelled in time; solving cold")
+        return None
+    budget = SIMPLEX_PIVOTS_PER_NODE * (sink + 1)
+    for _ in range(SIMPLEX_ROUNDS):
+        if not sx.run(scope, max(0, budget - sx.pivots), listed=SIMPLEX_CANDIDATES):
+            logger.info("warm paid solve: simplex over %d pivots; solving cold", budget)
+            return None
+        wrong = sx.violations()
+        if wrong.size == 0:
+            break
+        scope = np.concatenate([scope, wrong])
+    else:
+        logger.info("warm paid solve: simplex not settled in %d rounds; solving cold", SIMPLEX_ROUNDS)
+        return None
+    logger.info("warm paid solve: the simplex finished in %d pivots over %d arcs", sx.pivots, scope.size)
+    out = sx.flow[: tails.size]
+    if not optimal(tails, heads, caps, costs, out, sx.potential(), sink, parts.due):
+        logger.error("warm paid solve: the simplex's flow failed its optimality check; solving cold")
+        return None
+    return out[:n_parts].copy()
+
+
+def prepare_or_log() -> None:
+    """prepare(), its failure logged rather than raised: the warm path falls back to cold solves alone."""
+    try:
+        prepare()
+    except Exception:
+        logger.exception("the network simplex did not warm up; warm re-solves will solve cold if it fails")
+
+
+def prepare() -> None:
+    """Load (or, the first time on a machine, compile: about 4 s) the network simplex's machine code, so
+    that the first warm re-solve of a process does not pay for it (the solver process calls this at start)."""
+    parts = Parts(
+        np.array([0, 0, 1], np.int32),
+        np.array([0, 1, 1], np.int32),
+        np.array([2, 2, 2], np.int64),
+        np.array([-3, -1, -2], np.int64),
+        np.array([2, 2], np.int64),
+        np.array([2, 2], np.int64),
+    )
+    flow = np.array([0, 2, 0], np.int64)  # feasible, not optimal: part 0 is the cheaper way for demand 0
+    penalty = 100
+    dist = np.zeros(5, np.int64)
+    got = simplex_finish(parts, flow, dist, np.ones(3, bool), penalty)
+    if got is None or got.tolist() != [2, 0, 2]:
+        raise AssertionError(f"the network simplex failed its own warm-up: {got}")
+
+
 def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
-    """Per-part flows of the paid tier's lexicographic optimum, found from estimated node prices, and the
-    rounds it took; None when the estimate does not settle it within MAX_ROUNDS, MAX_FREE_SHARE and
-    MAX_WORK, or does not fit the parts (solve cold then)."""
+    """Per-part flows of the paid tier's lexicographic optimum, found from estimated node prices, and how:
+    1 when the reduced solve settled it, 2 when the network simplex finished it; None when the estimate
+    leaves more than MAX_FREE_SHARE of the parts free, the simplex exceeds its pivot budget, or the
+    estimate does not fit the parts (solve cold then)."""
     n_dem, n_nodes = parts.due.size, parts.node_cap.size
     n_parts = parts.cost.size
     if n_parts == 0 or prices.value.shape != (n_nodes,) or prices.relieves.shape != (n_nodes,):
@@ -180,36 +262,30 @@ def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
     rc = parts.cost + dist[parts.demand] - dist[parts.node + n_dem]
     free = np.abs(rc) <= BAND
     full = ~free & (rc < 0)  # fixed at their upper bound; the other parts that are not free, at 0
-    worked = 0  # parts handed to the solver so far
-    for rounds in range(1, MAX_ROUNDS + 1):
-        # fixed parts alone must not overfill a node or a demand: let the solver choose there
-        fixed = np.where(full, parts.upper, 0)
-        crowded = np.bincount(parts.node, weights=fixed, minlength=n_nodes) > parts.node_cap
-        overdue = np.bincount(parts.demand, weights=fixed, minlength=n_dem) > parts.due
-        free |= full & (crowded[parts.node] | overdue[parts.demand])
-        full &= ~free
-        flow = np.where(full, parts.upper, 0)  # the fixed parts' flows; the free ones' come from the solver
-        n_free = int(free.sum())
-        worked += n_free
-        if n_free > MAX_FREE_SHARE * n_parts or worked > MAX_WORK * n_parts:
-            logger.info(
-                "warm paid solve: %d of %d parts free in round %d; solving cold", n_free, n_parts, rounds
-            )
-            return None
-        reduced = reduced_solve(parts, free, flow)
-        if reduced is None:
-            return None
-        flow[free] = reduced
-        certified = certify(parts, flow, dist, free, penalty)
-        if certified is None:
-            return None
-        dist = certified
-        rc = parts.cost + dist[parts.demand] - dist[parts.node + n_dem]
-        # a fixed part disagrees when its residual arc would have a negative reduced cost
-        wrong = ~free & (parts.upper > 0) & ((full & (rc > 0)) | (~full & (rc < 0)))
-        if not bool(wrong.any()):
-            return flow, rounds
-        free |= wrong | (np.abs(rc) <= BAND)
-        full &= ~free
-    logger.info("warm paid solve: not settled in %d rounds; solving cold", MAX_ROUNDS)
-    return None
+    # fixed parts alone must not overfill a node or a demand: let the solver choose there
+    fixed = np.where(full, parts.upper, 0)
+    crowded = np.bincount(parts.node, weights=fixed, minlength=n_nodes) > parts.node_cap
+    overdue = np.bincount(parts.demand, weights=fixed, minlength=n_dem) > parts.due
+    free |= full & (crowded[parts.node] | overdue[parts.demand])
+    full &= ~free
+    flow = np.where(full, parts.upper, 0)  # the fixed parts' flows; the free ones' come from the solver
+    n_free = int(free.sum())
+    if n_free > MAX_FREE_SHARE * n_parts:
+        logger.info("warm paid solve: %d of %d parts free; solving cold", n_free, n_parts)
+        return None
+    reduced = reduced_solve(parts, free, flow)
+    if reduced is None:
+        return None
+    flow[free] = reduced
+    certified = certify(parts, flow, dist, free, penalty)
+    if certified is None:
+        return None
+    rc = parts.cost + certified[parts.demand] - certified[parts.node + n_dem]
+    # a fixed part disagrees when its residual arc would have a negative reduced cost
+    wrong = ~free & (parts.upper > 0) & ((full & (rc > 0)) | (~full & (rc < 0)))
+    if not bool(wrong.any()):
+        return flow, 1
+    finished = simplex_finish(parts, flow, certified, free | wrong, penalty)
+    if finished is None:
+        return None
+    return finished, 2

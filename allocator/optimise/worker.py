@@ -43,6 +43,9 @@ def _init(events: Any, parent: int) -> None:
     except OSError as exc:  # not permitted here: solve at the normal priority
         logger.warning("could not lower the solver's priority: %s", exc)
     import allocator.optimise  # noqa: F401  (warm: the first solve should not pay for the imports)
+    from allocator.optimise.paid_warm import prepare_or_log
+
+    prepare_or_log()  # ... nor for loading the network simplex's machine code
 
 
 def _exit_with(parent: int) -> None:
