@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 MAX_FREE_SHARE = 0.4  # solve cold when the estimate leaves more of the parts free (measured: 5-35 %)
 SIMPLEX_PIVOTS_PER_NODE = 4  # the simplex finish's pivot budget per vertex, so that a poor estimate wastes
-# at most about half a cold solve (measured needs: 0.2 per vertex at 1M arcs moved by 5 %, 0.9 at 5M)
+# at most about 40 % of a cold solve (measured needs: 0.3 per vertex at 1M arcs moved by 5 %, 1.0 at 5M)
 SIMPLEX_ROUNDS = 20  # ... and at most this many scans of all parts for arcs that went wrong (measured: 2-4)
 SIMPLEX_CANDIDATES = 1000  # the simplex finish's candidate list (measured best of 200-3000 at 1M and 5M arcs)
 BAND = 50  # parts with |rc| <= BAND under the estimate start free (cost units per point)
