@@ -13,9 +13,12 @@ and load generators in separate processes (grpc.aio clients). Measures, in one r
             cost of a pick, steadier than rps on this machine (its speed moved the echo from 2,071 to
             3,750 calls/s within one hour);
   over_delivered  impressions beyond any line's plan, from the Redis counters against the plan (must be 0);
-  errors, degraded, empty_share (answers with no merchant: the hour's plan used up or paced for later).
+  errors, degraded, empty_share (answers with no merchant: the hour's plan used up or paced for later);
+  latency_curve  with --rates R1,R2,...: the same open-loop measurement at each of those rates (calls/s),
+            each in an hour of its own, after the 70 % phase: where the tail starts to grow.
 
     python -m bench.serve --duration 20 --concurrency 64 --replicas 2 --json
+    python -m bench.serve --duration 15 --rates 600,1000,1400,2000 --json     # + a latency curve
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from trafficalloc.v1 import allocator_pb2 as pb
 from trafficalloc.v1 import allocator_pb2_grpc as pb_grpc
 
 PREFIX = "bench"
+MAX_RATES = 18  # one hour of the day each, before the 70 % phase's hour (19:00)
 HOUR = 20  # the evening peak
 PICK_COUNT = 3
 
@@ -434,6 +438,19 @@ def audit(r: redis.Redis, plan_ids: list[str], date: dt.date) -> dict[str, int]:
     }
 
 
+def parse_rates(text: str) -> list[float]:
+    """--rates: comma-separated calls a second, each > 0, at most MAX_RATES of them ("" : none)."""
+    if not text.strip():
+        return []
+    try:
+        rates = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rates: not a list of numbers: {text!r}") from None
+    if len(rates) > MAX_RATES or not all(np.isfinite(r) and r > 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"--rates: 1 to {MAX_RATES} rates, each above 0: {text!r}")
+    return rates
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=20.0)
@@ -445,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regions", type=int, default=8)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=0, help="the servers' worker threads (0: their default)")
+    p.add_argument("--rates", type=parse_rates, default=[], help="also a latency curve at these calls/s")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     a = p.parse_args(argv)
     date = dt.date(2026, 12, 1)
@@ -491,6 +509,21 @@ def main(argv: list[str] | None = None) -> int:
                 merchants,
                 watch,
             )
+            curve = [
+                # hours 18, 17, ...: fresh pace allowances for each rate, as for the 70 % phase
+                open_load(
+                    targets,
+                    rate,
+                    a.duration,
+                    a.load_procs,
+                    slots,
+                    weights,
+                    when - dt.timedelta(hours=2 + j),
+                    merchants,
+                    watch,
+                )
+                for j, rate in enumerate(a.rates)
+            ]
             r = redis.Redis.from_url(red.url)
             checked = audit(r, [plan.plan_id], date)
             r.close()
@@ -550,11 +583,31 @@ def main(argv: list[str] | None = None) -> int:
         "paced_server_cpu_ms_per_call": paced["server_cpu_ms_per_call"],
         "paced_redis_cpu_ms_per_call": paced["redis_cpu_ms_per_call"],
         "paced_client_cpu_ms_per_call": paced["client_cpu_ms_per_call"],
-        "errors": full["errors"] + paced["errors"],
-        "error_codes": dict(Counter(full["error_codes"]) + Counter(paced["error_codes"])),
-        "degraded": full["degraded"] + paced["degraded"],
+        "errors": full["errors"] + paced["errors"] + sum(c["errors"] for c in curve),
+        "error_codes": dict(
+            sum((Counter(x["error_codes"]) for x in [paced, *curve]), Counter(full["error_codes"]))
+        ),
+        "degraded": full["degraded"] + paced["degraded"] + sum(c["degraded"] for c in curve),
         "empty_share": round(full["empty"] / max(1, full["calls"]), 4),
         "paced_empty_share": round(paced["empty"] / max(1, paced["calls"]), 4),
+        "latency_curve": [
+            {
+                "rate": rate,
+                **{
+                    key: c[key]
+                    for key in (
+                        "p50_ms",
+                        "p99_ms",
+                        "alloc_p99_ms",
+                        "server_cpu_ms_per_call",
+                        "redis_cpu_ms_per_call",
+                        "client_cpu_ms_per_call",
+                        "errors",
+                    )
+                },
+            }
+            for rate, c in zip(a.rates, curve, strict=True)
+        ],
         **checked,
     }
     if not a.json:
