@@ -250,7 +250,8 @@ class Planner:
         figures = plan_figures(problem, plan)
         summary = summary_pb(plan_id, raw.dates, plan, figures)
         logger.info(
-            "solved plan %s: status=%s demands=%d nodes=%d arcs=%d solve=%.3fs paid warm rounds=%d",
+            "solved plan %s: status=%s demands=%d nodes=%d arcs=%d solve=%.3fs "
+            "paid warm=%d (0 cold, 1 settled, 2 simplex)",
             plan_id,
             plan.status.name,
             figures.demands,

@@ -121,7 +121,8 @@ class Replanner:
             self.planner.plans.touch(plan_id)
             self.engine.forget_active(date)
         logger.info(
-            "re-planned %s from hour %d: plan %s (was %s), status=%s, %.3fs, paid warm rounds %d",
+            "re-planned %s from hour %d: plan %s (was %s), status=%s, %.3fs, "
+            "paid warm %d (0 cold, 1 settled, 2 simplex)",
             date.isoformat(),
             hour,
             plan_id,

@@ -25,9 +25,7 @@ DATE = "2026-12-09"
 
 def _warm_rounds(caplog: pytest.LogCaptureFixture, what: str) -> list[int]:
     return [
-        int(m)
-        for r in caplog.records
-        for m in re.findall(rf"{what}.*paid warm rounds=?\s*(\d+)", r.getMessage())
+        int(m) for r in caplog.records for m in re.findall(rf"{what}.*paid warm=?\s*(\d+)", r.getMessage())
     ]
 
 
