@@ -305,6 +305,8 @@ def _cancel_interior_cycles(n, source, target, cap, cost, flow, candidates, max_
     queue = np.empty(n, np.int64)
     start = np.zeros(n + 1, np.int64)
     adj = np.empty(2 * k, np.int64)
+    path = np.empty(n, np.int64)  # a cycle's forest arcs (a path has fewer than n)
+    sign = np.empty(n, np.int64)
     cancelled = 0
     passes = 0
     while True:
@@ -367,11 +369,13 @@ def _cancel_interior_cycles(n, source, target, cap, cost, flow, candidates, max_
             if flow[arc] <= 0 or flow[arc] >= cap[arc]:
                 continue
             # the cycle: the arc forward (u0 -> v0), then v0 up to the two ends' common ancestor and down
-            # to u0. x climbs from v0 (the cycle goes up there), y from u0 (the cycle comes down there).
+            # to u0. x climbs from v0 (the cycle goes up there), y from u0 (the cycle comes down there);
+            # the path's arcs are kept with +1 where the cycle runs along them, -1 against.
             fwd_room = cap[arc] - flow[arc]
             bwd_room = flow[arc]
             cyc_cost = cost[arc]
             broken = False
+            steps = 0
             x = target[arc]
             y = source[arc]
             while x != y:
@@ -386,30 +390,22 @@ def _cancel_interior_cycles(n, source, target, cap, cost, flow, candidates, max_
                 if flow[a] <= 0 or flow[a] >= cap[a]:
                     broken = True
                     break
+                path[steps] = a
+                sign[steps] = 1 if along else -1
+                steps += 1
                 if along:
                     fwd_room = min(fwd_room, cap[a] - flow[a])
                     bwd_room = min(bwd_room, flow[a])
-                    cyc_cost += cost[a]
                 else:
                     fwd_room = min(fwd_room, flow[a])
                     bwd_room = min(bwd_room, cap[a] - flow[a])
-                    cyc_cost -= cost[a]
+                cyc_cost += sign[steps - 1] * cost[a]
             if broken:
                 continue  # an earlier push of this pass sent an arc of the path to a bound: next pass
             step = fwd_room if cyc_cost <= 0 else -bwd_room
             flow[arc] += step
-            x = target[arc]
-            y = source[arc]
-            while x != y:
-                if depth[x] >= depth[y]:
-                    a = up[x]
-                    along = source[a] == x
-                    x = target[a] if along else source[a]
-                else:
-                    a = up[y]
-                    along = source[a] != y
-                    y = source[a] if along else target[a]
-                flow[a] += step if along else -step
+            for i in range(steps):
+                flow[path[i]] += sign[i] * step
             cancelled += 1
 
 
