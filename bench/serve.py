@@ -602,9 +602,14 @@ def main(argv: list[str] | None = None) -> int:
                         "server_cpu_ms_per_call",
                         "redis_cpu_ms_per_call",
                         "client_cpu_ms_per_call",
+                        "calls",
                         "errors",
+                        "error_codes",
+                        "degraded",
                     )
                 },
+                # (each rate runs in an hour of its own: empty answers are cheap and would hide in p99)
+                "empty_share": round(c["empty"] / max(1, c["calls"]), 4),
             }
             for rate, c in zip(a.rates, curve, strict=True)
         ],

@@ -32,6 +32,7 @@ that was solved before.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,8 +45,11 @@ from allocator.optimise.shortest_paths import csr, relax
 logger = logging.getLogger(__name__)
 
 MAX_FREE_SHARE = 0.4  # solve cold when the estimate leaves more of the parts free (measured: 5-35 %)
-SIMPLEX_PIVOTS_PER_NODE = 4  # the simplex finish's pivot budget per vertex, so that a poor estimate wastes
-# at most about 40 % of a cold solve (measured needs: 0.3 per vertex at 1M arcs moved by 5 %, 1.0 at 5M)
+SIMPLEX_PIVOTS_PER_NODE = 4  # the simplex finish's pivot budget per vertex (measured needs: 0.3 per vertex
+# at 1M arcs moved by 5 %, 1.0 at 5M)
+SIMPLEX_SECONDS_PER_PART = 1.2e-6  # ... and its time: about 40 % of what a cold solve takes per part here
+# (2.9-3.5 us at 1M-5M arcs; measured finishes: 0.33 s of its 2.4 s at 1M arcs, 4.6 s of 12 s at 5M)
+SIMPLEX_CHUNK = 1000  # pivots between two looks at the clock
 SIMPLEX_ROUNDS = 20  # ... and at most this many scans of all parts for arcs that went wrong (measured: 2-4)
 SIMPLEX_CANDIDATES = 1000  # the simplex finish's candidate list (measured best of 200-3000 at 1M and 5M arcs)
 BAND = 50  # parts with |rc| <= BAND under the estimate start free (cost units per point)
@@ -166,13 +170,16 @@ def certify(parts: Parts, flow: I64, dist: I64, free: np.ndarray, penalty: int) 
     return None if relax(starts, counts, heads, costs, out, np.arange(sink + 1)) is None else out
 
 
-def simplex_finish(parts: Parts, flow: I64, dist: I64, search: np.ndarray, penalty: int) -> I64 | None:
+def simplex_finish(
+    parts: Parts, flow: I64, dist: I64, search: np.ndarray, penalty: int, *, quiet: bool = False
+) -> I64 | None:
     """Per-part flows of the lexicographic optimum, continued from `flow` (feasible: every demand's
     shortfall goes to its under-delivery arc) by the network simplex: a basis is built from the flow
     and `dist`, pivots run over the parts in `search` (and the node -> sink and under-delivery arcs), and
     whatever part then has a negative reduced cost joins them, until none has. None (logged): the basis
-    could not be built in time (its cycles), the pivot budget or the rounds ran out, or the result failed
-    its check; never a flow that is not optimal."""
+    could not be built in time (its cycles), the pivots, the time or the rounds ran out, or the result
+    failed its check; never a flow that is not optimal. quiet: no log line when it finishes."""
+    deadline = time.perf_counter() + SIMPLEX_SECONDS_PER_PART * parts.cost.size
     n_dem, n_nodes = parts.due.size, parts.node_cap.size
     n_parts = parts.cost.size
     sink = n_dem + n_nodes
@@ -196,9 +203,13 @@ def simplex_finish(parts: Parts, flow: I64, dist: I64, search: np.ndarray, penal
         return None
     budget = SIMPLEX_PIVOTS_PER_NODE * (sink + 1)
     for _ in range(SIMPLEX_ROUNDS):
-        if not sx.run(scope, max(0, budget - sx.pivots), listed=SIMPLEX_CANDIDATES):
-            logger.info("warm paid solve: simplex over %d pivots; solving cold", budget)
-            return None
+        while not sx.run(scope, min(SIMPLEX_CHUNK, budget - sx.pivots), listed=SIMPLEX_CANDIDATES):
+            if sx.pivots >= budget:
+                logger.info("warm paid solve: simplex over %d pivots; solving cold", budget)
+                return None
+            if time.perf_counter() > deadline:
+                logger.info("warm paid solve: simplex over its time (%d pivots); solving cold", sx.pivots)
+                return None
         wrong = sx.violations()
         if wrong.size == 0:
             break
@@ -206,7 +217,8 @@ def simplex_finish(parts: Parts, flow: I64, dist: I64, search: np.ndarray, penal
     else:
         logger.info("warm paid solve: simplex not settled in %d rounds; solving cold", SIMPLEX_ROUNDS)
         return None
-    logger.info("warm paid solve: the simplex finished in %d pivots over %d arcs", sx.pivots, scope.size)
+    if not quiet:
+        logger.info("warm paid solve: the simplex finished in %d pivots over %d arcs", sx.pivots, scope.size)
     out = sx.flow[: tails.size]
     if not optimal(tails, heads, caps, costs, out, sx.potential(), sink, parts.due):
         logger.error("warm paid solve: the simplex's flow failed its optimality check; solving cold")
@@ -236,7 +248,7 @@ def prepare() -> None:
     flow = np.array([0, 2, 0], np.int64)  # feasible, not optimal: part 0 is the cheaper way for demand 0
     penalty = 100
     dist = np.zeros(5, np.int64)
-    got = simplex_finish(parts, flow, dist, np.ones(3, bool), penalty)
+    got = simplex_finish(parts, flow, dist, np.ones(3, bool), penalty, quiet=True)
     if got is None or got.tolist() != [2, 0, 2]:
         raise AssertionError(f"the network simplex failed its own warm-up: {got}")
 
@@ -275,10 +287,12 @@ def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
         return None
     reduced = reduced_solve(parts, free, flow)
     if reduced is None:
+        logger.warning("warm paid solve: the reduced solve reached no optimum; solving cold")
         return None
     flow[free] = reduced
     certified = certify(parts, flow, dist, free, penalty)
     if certified is None:
+        logger.warning("warm paid solve: the reduced solve's flow has no certificate; solving cold")
         return None
     rc = parts.cost + certified[parts.demand] - certified[parts.node + n_dem]
     # a fixed part disagrees when its residual arc would have a negative reduced cost

@@ -236,6 +236,13 @@ def test_a_pivot_budget_stops_the_simplex_with_a_valid_basis() -> None:
     assert not sx.run(np.arange(tails.size), max_pivots=1)
     assert sx.run(np.arange(tails.size))  # the basis it stopped at is one to go on from
     assert int(np.dot(sx.flow[: tails.size], costs)) == _reference(n, tails, heads, caps, costs, supplies)
+    for listed in (0, 3):  # one pivot a run, pricing going on where it stopped: the same optimum
+        sx = ns.Simplex(n, tails, heads, caps, costs, supplies)
+        runs = 1
+        while not sx.run(np.arange(tails.size), max_pivots=1, listed=listed):
+            runs += 1
+        assert sx.pivots <= runs <= sx.pivots + 1  # (the last run may pivot once, then find none)
+        assert int(np.dot(sx.flow[: tails.size], costs)) == _reference(n, tails, heads, caps, costs, supplies)
 
 
 def test_the_optimality_check_refuses_what_is_not_a_min_cost_flow() -> None:

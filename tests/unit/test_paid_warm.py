@@ -88,10 +88,10 @@ def test_the_plans_own_prices_settle_it_and_a_moved_day_is_finished_by_the_simpl
     assert int(warm.delivered.sum()) == int(cold.delivered.sum())  # (which demand is short may tie)
 
 
-@pytest.mark.parametrize("refusal", ["pivot budget", "optimality check", "basis"])
+@pytest.mark.parametrize("refusal", ["pivot budget", "time", "rounds", "optimality check", "basis"])
 def test_a_simplex_finish_that_gives_up_falls_back_to_the_cold_solve(refusal: str) -> None:
-    """Never a flow that is not optimal: when the simplex runs out of pivots, cannot build its basis, or
-    its answer fails the check from the arrays, the solve is the cold one."""
+    """Never a flow that is not optimal: when the simplex runs out of pivots, time or rounds, cannot build
+    its basis, or its answer fails the check from the arrays, the solve is the cold one."""
     params = SolveParams()
     problem = generate(Spec(3000, 600, 20, 0.9, 1))
     prices = _own_prices(problem, params)
@@ -105,6 +105,11 @@ def test_a_simplex_finish_that_gives_up_falls_back_to_the_cold_solve(refusal: st
     with pytest.MonkeyPatch.context() as mp:
         if refusal == "pivot budget":
             mp.setattr(paid_warm, "SIMPLEX_PIVOTS_PER_NODE", 0)
+        elif refusal == "time":  # (the clock is read between chunks: one pivot each)
+            mp.setattr(paid_warm, "SIMPLEX_SECONDS_PER_PART", 0.0)
+            mp.setattr(paid_warm, "SIMPLEX_CHUNK", 1)
+        elif refusal == "rounds":
+            mp.setattr(paid_warm, "SIMPLEX_ROUNDS", 0)
         elif refusal == "optimality check":
             mp.setattr(paid_warm, "optimal", lambda *args: False)
         else:
