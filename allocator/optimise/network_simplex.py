@@ -8,19 +8,14 @@ leaving arc. The tree is kept *strongly feasible* (the leaving arc is the last b
 seen from its apex), which rules out cycling, so the loop ends, and it ends only when no arc it prices has
 a negative reduced cost: the flow is then optimal and the potentials an optimal dual, in exact integers.
 
-Two starts. `Simplex(...)` (and `solve`): one artificial root joined to every node (supply nodes by a
-zero-cost arc, deficit nodes by an arc of cost `art`, dearer than any path of real arcs), so a problem
-whose supply the real arcs can route ends with no flow on an artificial arc. `Simplex.from_flow(...)`: a
-basis around a feasible flow (the warm re-solve's repair, optimise/paid_warm.py), which then needs only
-the pivots that fix what is wrong with it. Two pricing rules (`Simplex.run`): block search, and a
-candidate list for bases near the optimum. No Python objects in the compiled loops; the arrays are int32
-ids and int64 capacities, costs, flows and potentials.
+It starts from a basis around a feasible flow (`Simplex.from_flow`: the warm re-solve's repair,
+optimise/paid_warm.py), which then needs only the pivots that fix what is wrong with it, and prices from a
+candidate list (`Simplex.run`). No Python objects in the compiled loops; the arrays are int32 ids and int64
+capacities, costs, flows and potentials. (A start from an artificial basis and LEMON's block-search pricing
+were built, measured and dropped: docs/model.md "Warm re-solves".)
 """
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -30,20 +25,12 @@ from allocator.domain import I64
 UPPER, TREE, LOWER = -1, 0, 1  # an arc's state; for a non-tree arc, +-1 is also the sign of its pricing
 UP, DOWN = 1, -1  # a tree node's arc to its parent: from the node (UP) or into it (DOWN)
 INF = 2**62
-
-
-@dataclass(frozen=True)
-class FlowResult:
-    ok: bool  # False: the supplies cannot be routed through the real arcs
-    flow: I64  # per real arc
-    potential: I64  # per node: reduced cost of arc (u, v) is cost + potential[u] - potential[v]
-    pivots: int
+CANDIDATES = 1000  # the candidate list (measured best of 200-3000 on the 1M- and 5M-arc days)
 
 
 @numba.njit(cache=True, nogil=True)
 def _pivot_loop(source, target, cap, cost, flow, state, parent, pred, pred_dir, thread, rev_thread,
-                succ_num, last_succ, pi, search, block, listed, minor_limit, max_pivots, cand,
-                io):  # fmt: skip
+                succ_num, last_succ, pi, search, listed, minor_limit, max_pivots, cand, io):  # fmt: skip
     # io: where pricing stopped (next position in `search`, listed candidates, minor iterations), kept
     # between calls so that a run in chunks prices as one run does
     n_search = search.size
@@ -55,8 +42,8 @@ def _pivot_loop(source, target, cap, cost, flow, state, parent, pred, pred_dir, 
     while True:
         best = 0
         in_arc = -1
-        if listed > 0 and n_cand > 0 and minor < minor_limit:
-            # ---- candidate list, minor iteration: the best of the listed arcs still negative
+        if n_cand > 0 and minor < minor_limit:
+            # ---- minor iteration: the best of the listed arcs still negative
             kept = 0
             for i in range(n_cand):
                 e = cand[i]
@@ -69,9 +56,9 @@ def _pivot_loop(source, target, cap, cost, flow, state, parent, pred, pred_dir, 
                         in_arc = e
             n_cand = kept
             minor += 1
-        if best >= 0 and listed > 0:
-            # ---- candidate list, major iteration: list up to `listed` negative arcs from where the
-            # last scan stopped, at most one pass over the arcs
+        if best >= 0:
+            # ---- major iteration: list up to `listed` negative arcs from where the last scan stopped,
+            # at most one pass over the arcs
             n_cand = 0
             minor = 0
             k = next_arc
@@ -89,25 +76,6 @@ def _pivot_loop(source, target, cap, cost, flow, state, parent, pred, pred_dir, 
                         in_arc = e
                     if n_cand == listed:
                         break
-            next_arc = k
-        elif listed == 0:
-            # ---- block search: the most negative reduced cost within the first block that has one
-            cnt = block
-            k = next_arc
-            for _ in range(n_search):
-                e = search[k]
-                c = state[e] * (cost[e] + pi[source[e]] - pi[target[e]])
-                if c < best:
-                    best = c
-                    in_arc = e
-                k += 1
-                if k == n_search:
-                    k = 0
-                cnt -= 1
-                if cnt == 0:
-                    if best < 0:
-                        break
-                    cnt = block
             next_arc = k
         if best >= 0:
             break
@@ -294,6 +262,26 @@ def _find(uf, x):
 
 
 @numba.njit(cache=True, nogil=True)
+def _adjacency(n, arcs, source, target):  # fmt: skip
+    """The arcs at each of the n vertices, both ends: vertex u's are adj[start[u]:start[u + 1]]."""
+    start = np.zeros(n + 1, np.int64)
+    for i in range(arcs.size):
+        start[source[arcs[i]] + 1] += 1
+        start[target[arcs[i]] + 1] += 1
+    for u in range(n):
+        start[u + 1] += start[u]
+    fill = start[:-1].copy()
+    adj = np.empty(2 * arcs.size, np.int64)
+    for i in range(arcs.size):
+        a = arcs[i]
+        adj[fill[source[a]]] = a
+        fill[source[a]] += 1
+        adj[fill[target[a]]] = a
+        fill[target[a]] += 1
+    return start, adj
+
+
+@numba.njit(cache=True, nogil=True)
 def _cancel_interior_cycles(n, source, target, cap, cost, flow, candidates, max_passes):  # fmt: skip
     """Push flow round each cycle of arcs strictly inside their bounds (taken from `candidates`) until
     none is left; each push sends an arc of the cycle to a bound, in the direction that costs nothing more
@@ -311,8 +299,6 @@ def _cancel_interior_cycles(n, source, target, cap, cost, flow, candidates, max_
     up = np.empty(n, np.int64)  # the forest arc to a node's parent (-1: a root)
     depth = np.empty(n, np.int64)
     queue = np.empty(n, np.int64)
-    start = np.zeros(n + 1, np.int64)
-    adj = np.empty(2 * k, np.int64)
     path = np.empty(n, np.int64)  # a cycle's forest arcs (a path has fewer than n)
     sign = np.empty(n, np.int64)
     cancelled = 0
@@ -339,19 +325,7 @@ def _cancel_interior_cycles(n, source, target, cap, cost, flow, candidates, max_
         passes += 1
         if passes > max_passes:
             return -1
-        start[:] = 0
-        for i in range(nf):
-            start[source[forest[i]] + 1] += 1
-            start[target[forest[i]] + 1] += 1
-        for u in range(n):
-            start[u + 1] += start[u]
-        fill = start[:-1].copy()
-        for i in range(nf):
-            a = forest[i]
-            adj[fill[source[a]]] = a
-            fill[source[a]] += 1
-            adj[fill[target[a]]] = a
-            fill[target[a]] += 1
+        start, adj = _adjacency(n, forest[:nf], source, target)
         depth[:] = -1
         for r in range(n):  # root each tree of the forest where a search first reaches it
             if depth[r] >= 0:
@@ -424,24 +398,10 @@ def _hang_tree(root, tree, source, target, cost, parent, pred, pred_dir, thread,
     subtree sizes and last successors, and the potentials that give tree arcs reduced cost 0 (root: 0).
     Returns False when the arcs do not span the nodes as a tree."""
     n1 = parent.size
-    start = np.zeros(n1 + 1, np.int64)
-    for i in range(tree.size):
-        start[source[tree[i]] + 1] += 1
-        start[target[tree[i]] + 1] += 1
-    for u in range(n1):
-        start[u + 1] += start[u]
-    fill = start[:-1].copy()
-    adj = np.empty(2 * tree.size, np.int64)
-    for i in range(tree.size):
-        a = tree[i]
-        adj[fill[source[a]]] = a
-        fill[source[a]] += 1
-        adj[fill[target[a]]] = a
-        fill[target[a]] += 1
+    start, adj = _adjacency(n1, tree, source, target)
     order = np.empty(n1, np.int64)
     pos = np.full(n1, -1, np.int64)
     stack = np.empty(n1, np.int64)
-    top = 0
     stack[0] = root
     top = 1
     parent[root] = -1
@@ -558,66 +518,31 @@ def _violations(source, target, cost, state, pi, m):  # fmt: skip
 
 class Simplex:
     """A network simplex over a fixed network whose basis survives between runs: `run(search)` pivots
-    until no arc of `search` has a negative reduced cost; a later run with more arcs starts from there."""
+    until no arc of `search` has a negative reduced cost; a later run with more arcs starts from there.
+    Built by `from_flow` only (the service always has a feasible flow to start from).
 
-    def __init__(
-        self,
-        n_nodes: int,
-        tails: np.ndarray,
-        heads: np.ndarray,
-        caps: np.ndarray,
-        costs: np.ndarray,
-        supplies: np.ndarray,
-    ) -> None:
-        m = int(tails.size)
-        n = int(n_nodes)
-        supplies = np.asarray(supplies, dtype=np.int64)
-        if int(supplies.sum()) != 0:
-            raise ValueError("supplies must sum to zero")
-        max_cost = int(np.abs(costs).max()) if m else 0
-        art = (max_cost + 1) * (n + 1)
-        if art >= 2**61:
-            raise ValueError("costs too large for the artificial arcs")
-        self.m, self.n = m, n
-        root = n
-        n_all = m + n
-        self.source = source = np.empty(n_all, np.int32)
-        self.target = target = np.empty(n_all, np.int32)
-        self.cap = cap = np.empty(n_all, np.int64)
-        self.cost = cost = np.empty(n_all, np.int64)
-        self.flow = flow = np.zeros(n_all, np.int64)
-        self.state = state = np.empty(n_all, np.int8)
-        source[:m] = tails
-        target[:m] = heads
-        cap[:m] = caps
-        cost[:m] = costs
-        state[:m] = LOWER
-        excess = supplies
-        nodes = np.arange(n, dtype=np.int32)
-        out = excess >= 0
-        source[m:] = np.where(out, nodes, root)
-        target[m:] = np.where(out, root, nodes)
-        cap[m:] = INF
-        cost[m:] = np.where(out, 0, art)
-        flow[m:] = np.abs(excess)
-        state[m:] = TREE
-        self.parent = parent = np.full(n + 1, root, np.int32)
-        parent[root] = -1
-        self.pred = pred = np.arange(m, m + n + 1, dtype=np.int32)
-        pred[root] = -1
-        self.pred_dir = np.append(np.where(out, UP, DOWN).astype(np.int8), np.int8(0))
-        self.thread = thread = np.arange(1, n + 2, dtype=np.int32)
-        thread[root] = 0
-        self.rev_thread = rev_thread = np.arange(-1, n, dtype=np.int32)
-        rev_thread[0] = root
-        self.succ_num = succ_num = np.ones(n + 1, np.int32)
-        succ_num[root] = n + 1
-        self.last_succ = last_succ = np.arange(n + 1, dtype=np.int32)
-        last_succ[root] = root - 1
-        self.pi = pi = np.zeros(n + 1, np.int64)
-        pi[:n][~out] = art
-        self.pivots = 0
-        self._pricing = (np.empty(0, np.int64), np.zeros(3, np.int64))  # (candidate list, where pricing is)
+    Arcs: the m real arcs, then one artificial arc per node (node -> root); nodes: the n nodes, then the
+    root. The tree is LEMON's: parent, pred (the arc to the parent) and pred_dir, the preorder thread
+    and rev_thread, subtree sizes (succ_num) and last successors; pi are the potentials."""
+
+    m: int
+    n: int
+    source: np.ndarray
+    target: np.ndarray
+    cap: np.ndarray
+    cost: np.ndarray
+    flow: np.ndarray
+    state: np.ndarray
+    parent: np.ndarray
+    pred: np.ndarray
+    pred_dir: np.ndarray
+    thread: np.ndarray
+    rev_thread: np.ndarray
+    succ_num: np.ndarray
+    last_succ: np.ndarray
+    pi: np.ndarray
+    pivots: int
+    _pricing: tuple[np.ndarray, np.ndarray]  # (candidate list, where pricing stopped)
 
     @classmethod
     def from_flow(
@@ -678,28 +603,27 @@ class Simplex:
         sx._pricing = (np.empty(0, np.int64), np.zeros(3, np.int64))
         return sx
 
-    def run(self, search: np.ndarray, max_pivots: int = 2**62, listed: int = 0) -> bool:
+    def run(self, search: np.ndarray, max_pivots: int = 2**62, listed: int = CANDIDATES) -> bool:
         """Pivot until no arc of `search` (indices of real arcs) has a negative reduced cost; False when
         that took more than max_pivots pivots (the basis is then valid but not optimal, and the next run
         goes on pricing where this one stopped).
 
-        Pricing: block search (listed=0: the most negative arc of the first block of sqrt(|search|) arcs
-        that has one), or a candidate list of up to `listed` negative arcs gathered in one scan and
-        pivoted on best first for up to listed/10 pivots before the next scan; the list is much faster
-        where few arcs are negative among many (a basis near the optimum: 4.2-4.6 s against 5.8 s for the
-        simplex finish of the 5M-arc day moved by 5 %), block search from an artificial start."""
+        Pricing: a candidate list of up to `listed` negative arcs gathered in one scan and pivoted on
+        best first for up to listed/10 pivots before the next scan. Near the optimum few arcs are
+        negative among many, where LEMON's default block search scans most of them per pivot (measured
+        and dropped: 5.8 s against 4.2-4.6 s for the simplex finish of the 5M-arc day moved by 5 %)."""
+        if listed < 1:
+            raise ValueError("the candidate list needs room for one arc at least")
         search = np.ascontiguousarray(search, dtype=np.int32)
         if search.size == 0:
             return True
-        block = max(10, math.ceil(math.sqrt(search.size)))
-        minor_limit = max(3, listed // 10)
         cand, io = self._pricing
-        if cand.size != max(1, listed):  # another rule: pricing starts afresh
-            cand, io = np.empty(max(1, listed), np.int64), np.zeros(3, np.int64)
+        if cand.size != listed:  # another list length: pricing starts afresh
+            cand, io = np.empty(listed, np.int64), np.zeros(3, np.int64)
             self._pricing = (cand, io)
         done = _pivot_loop(self.source, self.target, self.cap, self.cost, self.flow, self.state,
                            self.parent, self.pred, self.pred_dir, self.thread, self.rev_thread,
-                           self.succ_num, self.last_succ, self.pi, search, block, listed, minor_limit,
+                           self.succ_num, self.last_succ, self.pi, search, listed, max(3, listed // 10),
                            max_pivots, cand, io)  # fmt: skip
         if done < 0:
             self.pivots += max_pivots
@@ -711,26 +635,5 @@ class Simplex:
         """The real arcs whose reduced cost is negative in the direction they may move."""
         return _violations(self.source, self.target, self.cost, self.state, self.pi, self.m)
 
-    def feasible(self) -> bool:
-        return not bool(np.any(self.flow[self.m :]))
-
     def potential(self) -> I64:
         return self.pi[: self.n] - self.pi[self.n]
-
-
-def solve(
-    n_nodes: int,
-    tails: np.ndarray,
-    heads: np.ndarray,
-    caps: np.ndarray,
-    costs: np.ndarray,
-    supplies: np.ndarray,
-) -> FlowResult:
-    """Min-cost flow with supplies summing to zero: `flow` is optimal (least total cost) or ok=False.
-
-    Capacities must be >= 0 and below 2**62; costs such that every path of real arcs costs less than
-    2**61 / n_nodes in absolute value (the artificial cost, dearer than any path, must stay in int64).
-    """
-    sx = Simplex(n_nodes, tails, heads, caps, costs, supplies)
-    sx.run(np.arange(sx.m, dtype=np.int32))
-    return FlowResult(sx.feasible(), sx.flow[: sx.m].copy(), sx.potential(), sx.pivots)

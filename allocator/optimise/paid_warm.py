@@ -51,7 +51,6 @@ SIMPLEX_SECONDS_PER_PART = 1.2e-6  # ... and its time: about 40 % of what a cold
 # (2.9-3.5 us at 1M-5M arcs; measured finishes: 0.33 s of its 2.4 s at 1M arcs, 4.6 s of 12 s at 5M)
 SIMPLEX_CHUNK = 1000  # pivots between two looks at the clock
 SIMPLEX_ROUNDS = 20  # ... and at most this many scans of all parts for arcs that went wrong (measured: 2-4)
-SIMPLEX_CANDIDATES = 1000  # the simplex finish's candidate list (measured best of 200-3000 at 1M and 5M arcs)
 BAND = 50  # parts with |rc| <= BAND under the estimate start free (cost units per point)
 
 
@@ -203,7 +202,7 @@ def simplex_finish(
         return None
     budget = SIMPLEX_PIVOTS_PER_NODE * (sink + 1)
     for _ in range(SIMPLEX_ROUNDS):
-        while not sx.run(scope, min(SIMPLEX_CHUNK, budget - sx.pivots), listed=SIMPLEX_CANDIDATES):
+        while not sx.run(scope, min(SIMPLEX_CHUNK, budget - sx.pivots)):
             if sx.pivots >= budget:
                 logger.info("warm paid solve: simplex over %d pivots; solving cold", budget)
                 return None
