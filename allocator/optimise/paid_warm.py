@@ -87,13 +87,20 @@ class WarmPrices:
         return -price - np.where(self.relieves, penalty, 0)
 
 
+def loads(parts: Parts, flow: I64) -> tuple[I64, I64]:
+    """Points a per-part flow puts on each node and delivers to each demand."""
+    on_node = np.bincount(parts.node, weights=flow, minlength=parts.node_cap.size).astype(np.int64)
+    to_demand = np.bincount(parts.demand, weights=flow, minlength=parts.due.size).astype(np.int64)
+    return on_node, to_demand
+
+
 def reduced_solve(parts: Parts, free: np.ndarray, fixed: I64) -> I64 | None:
     """Flows of the free parts: max flow, then min cost, with the fixed parts' flows taken off the demands'
     points and the nodes' capacities (None: the solver did not reach an optimum)."""
     n_dem, n_nodes = parts.due.size, parts.node_cap.size
     sink = n_dem + n_nodes
-    node_left = parts.node_cap - np.bincount(parts.node, weights=fixed, minlength=n_nodes).astype(np.int64)
-    due_left = parts.due - np.bincount(parts.demand, weights=fixed, minlength=n_dem).astype(np.int64)
+    on_node, to_demand = loads(parts, fixed)
+    node_left, due_left = parts.node_cap - on_node, parts.due - to_demand
     fi = np.flatnonzero(free)
     tails = np.concatenate([parts.demand[fi], np.arange(n_dem, sink)]).astype(np.int32)
     heads = np.concatenate([parts.node[fi] + n_dem, np.full(n_nodes, sink)]).astype(np.int32)
@@ -138,8 +145,8 @@ def certify(parts: Parts, flow: I64, dist: I64, free: np.ndarray, penalty: int) 
     `dist`; None when there are none (the flow is not optimal on its free parts)."""
     n_dem, n_nodes = parts.due.size, parts.node_cap.size
     sink = n_dem + n_nodes
-    used = np.bincount(parts.node, weights=flow, minlength=n_nodes).astype(np.int64)
-    under = parts.due - np.bincount(parts.demand, weights=flow, minlength=n_dem).astype(np.int64)
+    used, delivered = loads(parts, flow)
+    under = parts.due - delivered
     fi = np.flatnonzero(free)
     d, s, k, x, u = parts.demand[fi], parts.node[fi] + n_dem, parts.cost[fi], flow[fi], parts.upper[fi]
     nodes, dems = np.arange(n_dem, sink), np.arange(n_dem)
@@ -182,15 +189,14 @@ def simplex_finish(
     n_dem, n_nodes = parts.due.size, parts.node_cap.size
     n_parts = parts.cost.size
     sink = n_dem + n_nodes
-    used = np.bincount(parts.node, weights=flow, minlength=n_nodes).astype(np.int64)
-    delivered = np.bincount(parts.demand, weights=flow, minlength=n_dem).astype(np.int64)
+    used, delivered = loads(parts, flow)
     tails = np.concatenate([parts.demand, np.arange(n_dem, sink), np.arange(n_dem)]).astype(np.int32)
     heads = np.concatenate([parts.node + n_dem, np.full(n_dem + n_nodes, sink)]).astype(np.int32)
     caps = np.concatenate([parts.upper, parts.node_cap, parts.due])
     costs = np.concatenate([parts.cost, np.zeros(n_nodes, np.int64), np.full(n_dem, penalty, np.int64)])
     flows = np.concatenate([flow, used, parts.due - delivered])
-    extra = np.arange(n_parts, tails.size)
-    scope = np.concatenate([np.flatnonzero(search), extra])
+    # int32, as the simplex takes it: run() would otherwise copy it at every chunk
+    scope = np.concatenate([np.flatnonzero(search), np.arange(n_parts, tails.size)]).astype(np.int32)
     rc = costs[scope] + dist[tails[scope]] - dist[heads[scope]]
     connectors = scope[np.argsort(np.abs(rc), kind="stable")]
     # imported here: numba compiles or loads machine code, and if it cannot, only this path fails
@@ -212,7 +218,7 @@ def simplex_finish(
         wrong = sx.violations()
         if wrong.size == 0:
             break
-        scope = np.concatenate([scope, wrong])
+        scope = np.concatenate([scope, wrong.astype(np.int32)])
     else:
         logger.info("warm paid solve: simplex not settled in %d rounds; solving cold", SIMPLEX_ROUNDS)
         return None
@@ -254,9 +260,9 @@ def prepare() -> None:
 
 def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
     """Per-part flows of the paid tier's lexicographic optimum, found from estimated node prices, and how:
-    1 when the reduced solve settled it, 2 when the network simplex finished it; None when the estimate
-    leaves more than MAX_FREE_SHARE of the parts free, the simplex exceeds its pivot budget, or the
-    estimate does not fit the parts (solve cold then)."""
+    1 when the reduced solve settled it, 2 when the network simplex finished it; None (solve cold then)
+    when the estimate does not fit the parts or leaves more than MAX_FREE_SHARE of them free, the reduced
+    solve fails, or the simplex gives up (simplex_finish)."""
     n_dem, n_nodes = parts.due.size, parts.node_cap.size
     n_parts = parts.cost.size
     if n_parts == 0 or prices.value.shape != (n_nodes,) or prices.relieves.shape != (n_nodes,):
@@ -274,9 +280,8 @@ def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
     free = np.abs(rc) <= BAND
     full = ~free & (rc < 0)  # fixed at their upper bound; the other parts that are not free, at 0
     # fixed parts alone must not overfill a node or a demand: let the solver choose there
-    fixed = np.where(full, parts.upper, 0)
-    crowded = np.bincount(parts.node, weights=fixed, minlength=n_nodes) > parts.node_cap
-    overdue = np.bincount(parts.demand, weights=fixed, minlength=n_dem) > parts.due
+    on_node, to_demand = loads(parts, np.where(full, parts.upper, 0))
+    crowded, overdue = on_node > parts.node_cap, to_demand > parts.due
     free |= full & (crowded[parts.node] | overdue[parts.demand])
     full &= ~free
     flow = np.where(full, parts.upper, 0)  # the fixed parts' flows; the free ones' come from the solver
