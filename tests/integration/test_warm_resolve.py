@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import cast
 
+import numpy as np
 import pytest
 
+from allocator.domain import Problem, SupplyNode
+from allocator.optimise.paid_warm import WarmPrices
 from allocator.plan_codec import decode_plan, encode_plan
 from allocator.store.connect import RedisClient
 from allocator.store.keys import Keys
@@ -67,18 +71,30 @@ def test_a_moved_forecast_is_solved_warm_to_the_cold_optimum(
 def test_a_plan_stored_without_warm_prices_starts_warm_from_its_per_mille_values(
     servers: ServerFactory, redis_client: RedisClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Plans stored before node_warm_price: the warm start reads their per-mille shadow values."""
+    """Plans stored before node_warm_price: the warm start reads their per-mille shadow values, which
+    give back the warm price where it is not negative (where the node relieves under-delivery the
+    per-mille value is clipped at 0, and so is the price read from it)."""
     caplog.set_level(logging.INFO, logger="allocator")
     scenario = generate_day(DATE, merchants=400, free_merchants=100, seed=5)
     server = servers.start(key_prefix=servers.prefix + "o")
+    assert server.app.engine is not None
+    planner = server.app.engine.planner
+    seen: list[tuple[Sequence[SupplyNode], WarmPrices | None]] = []
+    warm_start = planner.warm_start
+
+    def spy(nodes: Sequence[SupplyNode], problem: Problem, value_scale: int) -> WarmPrices | None:
+        out = warm_start(nodes, problem, value_scale)
+        seen.append((nodes, out))
+        return out
+
+    planner.warm_start = spy  # type: ignore[method-assign]
     with AllocatorClient(server.target, timeout=60) as client:
         client.wait_until_serving(30)
         apply_scenario(client, scenario)
         first = client.solve(pb.SolveRequest(start_date=DATE)).plan
         key = Keys(server.settings.key_prefix).plan_data(first.plan_id)
         stored = decode_plan(cast(bytes, redis_client.get(key)))
-        assert "node_warm_price" in stored.arrays
-        del stored.arrays["node_warm_price"]  # as an older server stored it
+        exact = stored.arrays.pop("node_warm_price")  # as an older server stored it
         redis_client.set(key, encode_plan(stored), keepttl=True)
         client.publish_inventory(
             pb.PublishInventoryRequest(
@@ -89,6 +105,18 @@ def test_a_plan_stored_without_warm_prices_starts_warm_from_its_per_mille_values
     assert again.plan_id != first.plan_id
     rounds = _warm_rounds(caplog, "solved plan")
     assert rounds[0] == 0 and rounds[1] >= 1
+    # the prices the re-solve started from, node by node, against the exact ones of the first plan
+    assert len(seen) == 2 and seen[0][1] is None  # (the first solve had no active plan)
+    nodes, prices = seen[1]
+    assert prices is not None
+    view = planner.view(first.plan_id)
+    at = [view.node(n.date, n.hour, int(n.channel), n.region) for n in nodes]
+    assert None not in at
+    relieves = view.s.node_relieves_under[at]
+    want = np.where(relieves, np.maximum(exact[at], 0), exact[at]).astype(np.float64)
+    assert np.array_equal(prices.relieves, relieves)
+    np.testing.assert_allclose(prices.value, want, rtol=1e-9, atol=1e-6)
+    assert bool(np.any(want > 0))  # (real prices, not all zero)
 
 
 def test_a_replan_starts_warm_from_the_active_plan(
