@@ -33,7 +33,8 @@ totals y_f fixed: merchant f supplies y_f, arc (f, s) carries up to the soft rep
 ceil(kappa * y_f * nodefree_s / eligible_free_f) at cost 0 and the rest of nodefree_s through a parallel
 overflow arc at cost 1, and node s takes at most nodefree_s. The leaves' max flows together are a feasible
 flow of this network, so the totals (hence the levels) are unchanged; it only spreads each merchant over
-its eligible free supply, as the paid tier does.
+its eligible free supply, as the paid tier does. The capped parts alone are tried first (one max flow):
+when they carry every total, that split costs 0, an optimum of the min-cost flow, which then is not run.
 
 Time limit. The deadline is checked before every max flow. Subproblems not yet solved when it passes keep
 an allocation known to be feasible for them: the T side of a split keeps the allowances its merchants were
@@ -308,8 +309,10 @@ def _spread(problem: Problem, node_free: I64, totals: I64, kappa: float, extras:
     """Per free arc, the impressions of a min-cost flow that gives merchant f exactly totals[f], spread.
 
     Arc (f, s): up to ceil(kappa * totals_f * nodefree_s / eligible_free_f) (clipped to nodefree_s) at cost 0,
-    the rest of nodefree_s on a parallel overflow arc at cost 1; node s -> sink at most nodefree_s. Should
-    the solve fail, a max flow's split is used and extras["free_spread_failed"] is 1.
+    the rest of nodefree_s on a parallel overflow arc at cost 1; node s -> sink at most nodefree_s. When
+    the capped arcs alone carry every total (_within_caps), their split is that optimum (cost 0) and the
+    min-cost flow is not run. Should the solve fail, a max flow's split is used and
+    extras["free_spread_failed"] is 1.
     """
     total = int(totals.sum())
     if total == 0:
@@ -331,6 +334,13 @@ def _spread(problem: Problem, node_free: I64, totals: I64, kappa: float, extras:
     cap = np.minimum(cap, tot)
     over = reach - cap
     live = np.flatnonzero(tot > 0)
+    within = _within_caps(n_f, n_s, fm[live], fn[live], cap[live], totals, node_free)
+    if within is not None:  # no overflow at all: cost 0, the least there is; no min-cost flow needed
+        spread = np.zeros(fm.size, np.int64)
+        spread[live] = within
+        extras["free_spread_overflow"] = 0.0
+        extras["free_spread_seconds"] = time.perf_counter() - started
+        return spread
     has_over = live[over[live] > 0]
     n_live, n_over = live.size, has_over.size
     n_all = n_live + n_over + n_s
@@ -362,6 +372,27 @@ def _spread(problem: Problem, node_free: I64, totals: I64, kappa: float, extras:
     spread[has_over] += flows[a:b]
     extras["free_spread_overflow"] = float(flows[a:b].sum())
     return spread
+
+
+def _within_caps(
+    n_f: int, n_s: int, merchant: I64, node: I64, cap: I64, totals: I64, node_free: I64
+) -> I64 | None:
+    """Per capped arc, a split that gives every merchant its total through capped arcs alone (one max
+    flow, source -> merchant (its total) -> node (the cap) -> sink (the node's free capacity)), or None
+    when the caps cannot carry all of it (then some overflow is needed and the min-cost flow decides)."""
+    source, sink = n_f + n_s, n_f + n_s + 1
+    mf = max_flow.SimpleMaxFlow()
+    mf.add_arcs_with_capacity(np.full(n_f, source, np.int32), np.arange(n_f, dtype=np.int32), totals)
+    mid = np.asarray(
+        mf.add_arcs_with_capacity(merchant.astype(np.int32), (node + n_f).astype(np.int32), cap),
+        dtype=np.int32,
+    )
+    mf.add_arcs_with_capacity(
+        np.arange(n_f, n_f + n_s, dtype=np.int32), np.full(n_s, sink, np.int32), node_free.astype(np.int64)
+    )
+    if mf.solve(source, sink) != mf.OPTIMAL or mf.optimal_flow() != int(totals.sum()):
+        return None
+    return np.asarray(mf.flows(mid), dtype=np.int64)
 
 
 def _plain_split(problem: Problem, node_free: I64, totals: I64) -> I64:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from scipy.sparse import csr_matrix
@@ -21,7 +22,7 @@ from allocator.domain import (
     SolveParams,
     SupplyNode,
 )
-from allocator.optimise import solve
+from allocator.optimise import free_pool, solve
 from allocator.optimise.free_pool import node_free_capacity, solve_free
 from allocator.problem import build_problem
 from allocator.validate import assert_plan_feasible
@@ -173,3 +174,35 @@ def test_no_free_merchant_can_gain_without_one_at_or_below_its_level_losing(
         assert not _all_served(problem, node_free, demand), (f, got.tolist(), level.tolist())
     if included.any():
         assert res.level == level[included].min()
+
+
+@settings(max_examples=300, deadline=None)
+@given(free_pools(), st.sampled_from([0.5, 1.0, 2.0]))
+def test_the_spread_keeps_the_totals_and_uses_the_least_overflow(
+    case: tuple[Problem, np.ndarray], kappa: float
+) -> None:
+    """The split within the caps (one max flow) whenever it holds every total, else the min-cost flow:
+    either way the fair totals exactly, every node within its free capacity, and as little overflow as the
+    min-cost flow alone uses."""
+    problem, node_free = case
+    res = solve_free(problem, node_free, None, kappa=kappa)
+    n_f = problem.free_weight.size
+    totals = np.bincount(res.merchant, weights=res.impressions, minlength=n_f).astype(np.int64)
+    extras: dict[str, float] = {}
+    got = free_pool._spread(problem, node_free, totals, kappa, extras)
+    assert (np.bincount(problem.free_arc_merchant, weights=got, minlength=n_f) == totals).all()
+    assert (np.bincount(problem.free_arc_node, weights=got, minlength=node_free.size) <= node_free).all()
+    assert (got >= 0).all()
+    with pytest.MonkeyPatch.context() as mp:  # the min-cost flow alone: the reference
+        mp.setattr(free_pool, "_within_caps", lambda *args: None)
+        reference: dict[str, float] = {}
+        free_pool._spread(problem, node_free, totals, kappa, reference)
+    overflow = extras.get("free_spread_overflow", 0.0)  # (not set when there is nothing to spread)
+    event("within the caps" if overflow == 0 else "overflow needed")
+    assert overflow == reference.get("free_spread_overflow", 0.0)
+    if overflow == 0:  # and then every arc within its cap
+        fm, fn = problem.free_arc_merchant, problem.free_arc_node
+        nf = node_free[fn]
+        eligible = np.bincount(fm, weights=nf, minlength=n_f)
+        cap = np.minimum(np.ceil(kappa * totals[fm] * nf / np.maximum(eligible[fm], 1)), nf)
+        assert (got <= cap).all()
