@@ -74,7 +74,9 @@ def _gather(
     regions: Iterable[str],
     dates: Sequence[dt.date],
 ) -> np.ndarray:
-    """Sorted unique node indices in the union of the groups (channels x regions x dates)."""
+    """Sorted unique node indices in the union of the groups (channels x regions x dates). The groups
+    are disjoint (a node has one channel, region and date) and each is sorted, so a sort is enough, and
+    one group is the answer as it is."""
     parts = [
         groups[key]
         for c in set(channels)
@@ -84,7 +86,9 @@ def _gather(
     ]
     if not parts:
         return np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate(parts))
+    if len(parts) == 1:
+        return parts[0]
+    return np.sort(np.concatenate(parts))
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 from allocator.domain import PlanStatus, Program, SolveParams
 from allocator.optimise import solve
-from allocator.problem import build_problem
+from allocator.optimise.paid_flow import arc_caps_and_costs
+from allocator.problem import build_problem, node_paid_points
 from allocator.validate import assert_plan_feasible
 from bench.oracle import paid_lp_objective
+from bench.solve import Spec, generate
 
 from .builders import HOME, PAY, SEARCH, inputs, node, red
 
@@ -147,3 +152,22 @@ def test_tightened_graph_keeps_the_oracle_optimum_for_every_spread_penalty() -> 
         plan = solve(problem, params)
         assert plan.objective == paid_lp_objective(problem, params)
         assert (plan.demand_delivered + plan.demand_under == problem.demand_points).all()
+
+
+@pytest.mark.parametrize("scale", [1, 10**11], ids=["small", "sums past 2**53"])
+def test_representativeness_caps_are_exact_integers_whatever_the_sizes(scale: int) -> None:
+    """cap = ceil(kappa * points * paidcap_s / eligible_d), clipped to paidcap_s, against Python's integers,
+    also where the eligible sums pass 2**53."""
+    problem = generate(Spec(merchants=40, nodes=12, arcs_per_merchant=5, contention=0.9, seed=3))
+    problem = dataclasses.replace(problem, node_capacity=problem.node_capacity * scale)
+    params = SolveParams(kappa=1.0)
+    cap, pc, _ = arc_caps_and_costs(problem, params)
+    paid = node_paid_points(problem).tolist()
+    eligible = [0] * problem.demand_points.size
+    for d, s in zip(problem.arc_demand.tolist(), problem.arc_node.tolist(), strict=True):
+        eligible[d] += paid[s]
+    assert (int(pc.sum()) >= 2**53) == (scale > 1)
+    for i, (d, s) in enumerate(zip(problem.arc_demand.tolist(), problem.arc_node.tolist(), strict=True)):
+        points = int(problem.demand_points[d])
+        want = min(-(-points * paid[s] // max(eligible[d], 1)), paid[s])  # ceil in integers, kappa 1
+        assert int(cap[i]) == want, (i, int(cap[i]), want)
