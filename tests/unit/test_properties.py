@@ -176,7 +176,7 @@ def test_no_free_merchant_can_gain_without_one_at_or_below_its_level_losing(
         assert res.level == level[included].min()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)  # (about 40 % of the pools have nothing to spread)
 @given(free_pools(), st.sampled_from([0.5, 1.0, 2.0]))
 def test_the_spread_keeps_the_totals_and_uses_the_least_overflow(
     case: tuple[Problem, np.ndarray], kappa: float
@@ -198,7 +198,10 @@ def test_the_spread_keeps_the_totals_and_uses_the_least_overflow(
         reference: dict[str, float] = {}
         free_pool._spread(problem, node_free, totals, kappa, reference)
     overflow = extras.get("free_spread_overflow", 0.0)  # (not set when there is nothing to spread)
-    event("within the caps" if overflow == 0 else "overflow needed")
+    if not totals.any():
+        event("nothing to spread")
+    else:
+        event("within the caps" if overflow == 0 else "overflow needed")
     assert overflow == reference.get("free_spread_overflow", 0.0)
     if overflow == 0:  # and then every arc within its cap
         fm, fn = problem.free_arc_merchant, problem.free_arc_node
