@@ -310,9 +310,9 @@ def _spread(problem: Problem, node_free: I64, totals: I64, kappa: float, extras:
 
     Arc (f, s): up to ceil(kappa * totals_f * nodefree_s / eligible_free_f) (clipped to nodefree_s) at cost 0,
     the rest of nodefree_s on a parallel overflow arc at cost 1; node s -> sink at most nodefree_s. When
-    the capped arcs alone carry every total (_within_caps), their split is that optimum (cost 0) and the
-    min-cost flow is not run. Should the solve fail, a max flow's split is used and
-    extras["free_spread_failed"] is 1.
+    the capped arcs alone carry every total (one max flow, _split), their split is that optimum (cost 0)
+    and the min-cost flow is not run. Should the solve fail, a max flow's split over every arc is used
+    and extras["free_spread_failed"] is 1.
     """
     total = int(totals.sum())
     if total == 0:
@@ -335,7 +335,7 @@ def _spread(problem: Problem, node_free: I64, totals: I64, kappa: float, extras:
     over = reach - cap
     live = np.flatnonzero(tot > 0)
     tried = time.perf_counter()
-    within = _within_caps(n_f, n_s, fm[live], fn[live], cap[live], totals, node_free)
+    within = _split(n_f, n_s, fm[live], fn[live], cap[live], totals, node_free)  # the capped arcs alone
     attempt = extras["free_spread_within_caps_seconds"] = time.perf_counter() - tried
     if within is not None:  # no overflow at all: cost 0, the least there is; no min-cost flow needed
         spread = np.zeros(fm.size, np.int64)
@@ -379,17 +379,17 @@ def _spread(problem: Problem, node_free: I64, totals: I64, kappa: float, extras:
     return spread
 
 
-def _within_caps(
-    n_f: int, n_s: int, merchant: I64, node: I64, cap: I64, totals: I64, node_free: I64
+def _split(
+    n_f: int, n_s: int, merchant: np.ndarray, node: np.ndarray, arc_cap: I64, totals: I64, node_free: I64
 ) -> I64 | None:
-    """Per capped arc, a split that gives every merchant its total through capped arcs alone (one max
-    flow, source -> merchant (its total) -> node (the cap) -> sink (the node's free capacity)), or None
-    when the caps cannot carry all of it (then some overflow is needed and the min-cost flow decides)."""
+    """Per arc (merchant -> node, at most arc_cap), a split that gives every merchant exactly its total
+    within the nodes' free capacity: one max flow, source -> merchant (its total) -> node -> sink (the
+    node's free capacity); None when these arcs cannot carry all of it."""
     source, sink = n_f + n_s, n_f + n_s + 1
     mf = max_flow.SimpleMaxFlow()
     mf.add_arcs_with_capacity(np.full(n_f, source, np.int32), np.arange(n_f, dtype=np.int32), totals)
     mid = np.asarray(
-        mf.add_arcs_with_capacity(merchant.astype(np.int32), (node + n_f).astype(np.int32), cap),
+        mf.add_arcs_with_capacity(merchant.astype(np.int32), (node + n_f).astype(np.int32), arc_cap),
         dtype=np.int32,
     )
     mf.add_arcs_with_capacity(
@@ -402,23 +402,9 @@ def _within_caps(
 
 def _plain_split(problem: Problem, node_free: I64, totals: I64) -> I64:
     """Any feasible per-arc split of `totals` (one max flow), for when the spreading solve fails."""
-    n_f, n_s = totals.size, node_free.size
-    sink = n_f + n_s + 1
-    mf = max_flow.SimpleMaxFlow()
-    mf.add_arcs_with_capacity(np.zeros(n_f, np.int32), np.arange(1, n_f + 1, dtype=np.int32), totals)
-    mid = np.asarray(
-        mf.add_arcs_with_capacity(
-            problem.free_arc_merchant.astype(np.int32) + 1,
-            problem.free_arc_node.astype(np.int32) + n_f + 1,
-            node_free[problem.free_arc_node].astype(np.int64),
-        ),
-        dtype=np.int32,
-    )
-    mf.add_arcs_with_capacity(
-        np.arange(n_f + 1, n_f + n_s + 1, dtype=np.int32),
-        np.full(n_s, sink, np.int32),
-        node_free.astype(np.int64),
-    )
-    if mf.solve(0, sink) != mf.OPTIMAL or mf.optimal_flow() != int(totals.sum()):
+    node = problem.free_arc_node.astype(np.int64)
+    arc_cap = node_free[node].astype(np.int64)  # (no cap of its own: the node's free capacity)
+    got = _split(totals.size, node_free.size, problem.free_arc_merchant, node, arc_cap, totals, node_free)
+    if got is None:
         raise RuntimeError("free pool: the fair totals have no feasible split")
-    return np.asarray(mf.flows(mid), dtype=np.int64)
+    return got

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from ortools.graph.python import min_cost_flow
 
 from allocator.domain import PlanStatus, SolveParams
-from allocator.optimise import solve
+from allocator.optimise import free_pool, solve
 from allocator.optimise.free_pool import solve_free
 from allocator.problem import build_problem
 from allocator.validate import assert_plan_feasible
@@ -147,3 +149,29 @@ def test_a_bottleneck_below_one_impression_is_found_before_the_floors_hide_it() 
     res = solve_free(problem, np.array([2, 0], np.int64), None, kappa=1.0)
     got = np.bincount(res.merchant, weights=res.impressions, minlength=3).astype(int).tolist()
     assert got == [0, 0, 2]
+
+
+def test_a_spreading_solve_that_fails_keeps_the_fair_totals_by_a_plain_split(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the overflow case above, its spreading min-cost flow made to fail: any feasible split of the same
+    # totals (one max flow over every arc) is kept, flagged and logged
+    real = min_cost_flow.SimpleMinCostFlow
+
+    class Failing:
+        def __init__(self) -> None:
+            self._real = real()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._real, name)
+
+        def solve(self) -> object:
+            return self._real.INFEASIBLE
+
+    monkeypatch.setattr(free_pool.min_cost_flow, "SimpleMinCostFlow", Failing)
+    nodes = [node(capacity=50, region="east"), node(capacity=150, region="north")]
+    eligs = [elig(regions=("east",), mid="a"), elig(regions=("east", "north"), mid="b")]
+    _, plan, got = _solve(inputs(nodes, eligs=eligs), SolveParams(kappa=1.0))
+    assert got == [50, 150] and plan.free_level == 50.0
+    assert plan.extras["free_spread_failed"] == 1.0
+    assert "keeping a max-flow split" in caplog.text
