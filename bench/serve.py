@@ -5,6 +5,8 @@ and load generators in separate processes (grpc.aio clients). Measures, in one r
   rps       PickMerchants at full load (closed loop, `concurrency` calls in flight);
   echo_rps  a bare grpc.aio echo server (R processes, same message types) under the same load generator:
             the floor of Python gRPC on this machine; ratio = rps / echo_rps;
+  echo_p50_ms, echo_p99_ms  the echo's latency at 70% of echo_rps, measured as p50_ms and p99_ms are:
+            the floor's own tail at the same relative load;
   p50_ms, p99_ms  PickMerchants latency at 70% of rps (open loop: latency counts from each call's
             scheduled start, so queueing is not hidden), and alloc_p99_ms for GetMerchantAllocation
             calls mixed into that load;
@@ -337,16 +339,17 @@ def open_load(
     when: dt.datetime,
     merchants: list[str],
     watch: dict[str, list[int]] | None = None,
+    alloc_every: int = 20,
 ) -> dict[str, Any]:
-    """Open-loop load at `rate` calls a second; `watch` as closed_load's (CPU per call by group, over the
-    generators' whole run)."""
+    """Open-loop load at `rate` calls a second, every `alloc_every`-th a GetMerchantAllocation (0: none);
+    `watch` as closed_load's (CPU per call by group, over the generators' whole run)."""
     watch = watch or {}
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     ps = [
         ctx.Process(
             target=_open_loop,
-            args=(targets, rate / procs, duration, slots, weights, when, merchants, 20, 100 + i, q),
+            args=(targets, rate / procs, duration, slots, weights, when, merchants, alloc_every, 100 + i, q),
         )
         for i in range(procs)
     ]
@@ -551,6 +554,20 @@ def main(argv: list[str] | None = None) -> int:
                 when,
                 {"server": echo_pids},
             )
+            # the floor's own tail: the echo at 70 % of its own full load, by the same open-loop generator
+            # (PickMerchants alone: the echo has no GetMerchantAllocation)
+            echo_paced = open_load(
+                echo_targets,
+                0.7 * echo["rps"],
+                a.duration,
+                a.load_procs,
+                slots,
+                weights,
+                when,
+                merchants,
+                {"server": echo_pids},
+                alloc_every=0,
+            )
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
@@ -574,6 +591,12 @@ def main(argv: list[str] | None = None) -> int:
         "client_cpu_ms_per_pick": full["client_cpu_ms_per_call"],
         "echo_server_cpu_ms_per_call": echo["server_cpu_ms_per_call"],
         "echo_client_cpu_ms_per_call": echo["client_cpu_ms_per_call"],
+        # the bare echo at 70 % of echo_rps, measured as p50_ms / p99_ms are: the floor's tail at that load
+        "echo_p50_ms": echo_paced["p50_ms"],
+        "echo_p99_ms": echo_paced["p99_ms"],
+        "echo_paced_rps": round(0.7 * echo["rps"], 1),
+        "echo_paced_server_cpu_ms_per_call": echo_paced["server_cpu_ms_per_call"],
+        "echo_paced_client_cpu_ms_per_call": echo_paced["client_cpu_ms_per_call"],
         "p50_ms": paced["p50_ms"],
         "p99_ms": paced["p99_ms"],
         "alloc_p50_ms": paced["alloc_p50_ms"],
@@ -584,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         "paced_redis_cpu_ms_per_call": paced["redis_cpu_ms_per_call"],
         "paced_client_cpu_ms_per_call": paced["client_cpu_ms_per_call"],
         "errors": full["errors"] + paced["errors"] + sum(c["errors"] for c in curve),
+        "echo_errors": echo["errors"] + echo_paced["errors"],
         "error_codes": dict(
             sum((Counter(x["error_codes"]) for x in [paced, *curve]), Counter(full["error_codes"]))
         ),
