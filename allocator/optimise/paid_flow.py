@@ -37,12 +37,14 @@ import numpy as np
 from ortools.graph.python import min_cost_flow
 
 from allocator.domain import F64, I32, I64, Problem, SolveParams
-from allocator.optimise.paid_warm import Parts, WarmPrices, warm_flows
+from allocator.optimise.paid_warm import Parts, WarmPrices, restricted_flows, warm_flows
 from allocator.problem import node_paid_points
 
 logger = logging.getLogger(__name__)
 
 _COST_LIMIT = 2**62  # |total cost| must stay below this (int64 with headroom)
+RESTRICT_OVERFLOW = True  # cold solves: overflow parts only into nodes the capped parts cannot fill, first
+MAX_KEPT_OVERFLOW_SHARE = 0.5  # ... unless that keeps more of the overflow parts than this
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class PaidResult:
     objective: float
     build_seconds: float = 0.0
     warm_rounds: int = 0  # 0: solved cold; warm: 1 settled by the reduced solve, 2 finished by the simplex
+    restricted: int = 0  # cold: 0 the whole network, or without some overflow parts: 1 certified, 2 finished
 
 
 def arc_caps_and_costs(problem: Problem, params: SolveParams) -> tuple[I64, I64, I64]:
@@ -193,11 +196,16 @@ def solve_paid(problem: Problem, params: SolveParams, warm: WarmPrices | None = 
             settled = warm_flows(parts, warm)
         except Exception:  # an optimisation only: whatever went wrong, the cold solve below decides
             logger.exception("warm paid solve failed; solving cold")
+    warm_rounds = restricted = 0
     if settled is not None:
         flows, warm_rounds = settled
+    elif RESTRICT_OVERFLOW and n_over > 0:
+        settled = _restricted(problem, tails, heads, caps, costs, a, b, n_dem, paidcap, points)
+        if settled is not None:
+            flows, restricted = settled
+    if settled is not None:
         optimal_cost = int(np.dot(flows, costs[:b]))
     else:
-        warm_rounds = 0
         smcf = min_cost_flow.SimpleMinCostFlow()
         arc_ids = smcf.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
         smcf.set_nodes_supplies(np.arange(sink + 1, dtype=np.int32), supplies)
@@ -236,4 +244,32 @@ def solve_paid(problem: Problem, params: SolveParams, warm: WarmPrices | None = 
         objective=float(optimal_cost + penalty_part),
         build_seconds=built,
         warm_rounds=warm_rounds,
+        restricted=restricted,
     )
+
+
+def _restricted(
+    problem: Problem, tails: I32, heads: I32, caps: I64, costs: I64, a: int, b: int, n_dem: int, paidcap: I64,
+    points: I64,
+) -> tuple[I64, int] | None:  # fmt: skip
+    """A cold solve without the overflow parts (arcs a..b) into nodes whose capped parts alone can fill
+    them, certified for the whole network or finished by the simplex (paid_warm.restricted_flows); None
+    when that would keep more than MAX_KEPT_OVERFLOW_SHARE of the overflow parts, or it fails (logged):
+    the whole network is solved then.
+
+    Overflow costs spread_penalty more than any value it adds, so an optimum uses it only to deliver
+    points the capped parts cannot: mostly into nodes the capped parts cannot fill (on the service's own
+    day, none at all). The guess only decides how fast; the certificate decides the answer."""
+    capped_room = np.zeros(paidcap.size, np.int64)
+    np.add.at(capped_room, problem.arc_node, caps[:a])
+    kept = capped_room[heads[a:b] - n_dem] < paidcap[heads[a:b] - n_dem]
+    if int(kept.sum()) > MAX_KEPT_OVERFLOW_SHARE * (b - a):
+        return None
+    free = np.ones(b, dtype=bool)
+    free[a:] = kept
+    parts = Parts(tails[:b], heads[:b] - n_dem, caps[:b], costs[:b], paidcap, points)
+    try:
+        return restricted_flows(parts, free)
+    except Exception:  # an optimisation only: whatever went wrong, the whole network is solved
+        logger.exception("restricted paid solve failed; solving the whole network")
+        return None

@@ -267,9 +267,9 @@ def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
     n_parts = parts.cost.size
     if n_parts == 0 or prices.value.shape != (n_nodes,) or prices.relieves.shape != (n_nodes,):
         return None
-    penalty = (n_dem + n_nodes + 2) * (int(np.abs(parts.cost).max()) + 1)
-    if penalty >= 2**58:
-        return None  # (potentials and reduced costs stay within a few penalties: int64 with room to spare)
+    penalty = _penalty(parts)  # (potentials and reduced costs stay within a few penalties: int64 with room)
+    if penalty is None:
+        return None
     node_dist = prices.node_dist(penalty)
     if node_dist is None:
         return None
@@ -284,21 +284,38 @@ def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
     crowded, overdue = on_node > parts.node_cap, to_demand > parts.due
     free |= full & (crowded[parts.node] | overdue[parts.demand])
     full &= ~free
-    flow = np.where(full, parts.upper, 0)  # the fixed parts' flows; the free ones' come from the solver
     n_free = int(free.sum())
     if n_free > MAX_FREE_SHARE * n_parts:
         logger.info("warm paid solve: %d of %d parts free; solving cold", n_free, n_parts)
         return None
+    return settle(parts, free, full, dist, penalty)
+
+
+def _penalty(parts: Parts) -> int | None:
+    """The under-delivery price of the certificate and the simplex, (V + 1) * (max|cost| + 1) with V the
+    demands, nodes and sink; None when sums of a few of them could leave int64."""
+    penalty = (parts.due.size + parts.node_cap.size + 2) * (int(np.abs(parts.cost).max()) + 1)
+    return None if penalty >= 2**58 else penalty
+
+
+def settle(
+    parts: Parts, free: np.ndarray, full: np.ndarray, dist: I64, penalty: int
+) -> tuple[I64, int] | None:
+    """The lexicographic optimum with the parts not `free` fixed (`full` ones at their upper bound, the
+    others at 0): OR-Tools solves the free parts, a certificate relaxed from `dist` proves the result
+    optimal for the whole network (1), or the simplex finishes it where fixed parts disagree (2); None when
+    the reduced solve, the certificate or the simplex fails (the caller then solves cold)."""
+    flow = np.where(full, parts.upper, 0)  # the fixed parts' flows; the free ones' come from the solver
     reduced = reduced_solve(parts, free, flow)
     if reduced is None:
-        logger.warning("warm paid solve: the reduced solve reached no optimum; solving cold")
+        logger.warning("paid solve: the reduced solve reached no optimum; solving cold")
         return None
     flow[free] = reduced
     certified = certify(parts, flow, dist, free, penalty)
     if certified is None:
-        logger.warning("warm paid solve: the reduced solve's flow has no certificate; solving cold")
+        logger.warning("paid solve: the reduced solve's flow has no certificate; solving cold")
         return None
-    rc = parts.cost + certified[parts.demand] - certified[parts.node + n_dem]
+    rc = parts.cost + certified[parts.demand] - certified[parts.node + parts.due.size]
     # a fixed part disagrees when its residual arc would have a negative reduced cost
     wrong = ~free & (parts.upper > 0) & ((full & (rc > 0)) | (~full & (rc < 0)))
     if not bool(wrong.any()):
@@ -307,3 +324,18 @@ def warm_flows(parts: Parts, prices: WarmPrices) -> tuple[I64, int] | None:
     if finished is None:
         return None
     return finished, 2
+
+
+def restricted_flows(parts: Parts, free: np.ndarray) -> tuple[I64, int] | None:
+    """The lexicographic optimum of the whole network from a solve of the `free` parts alone (the others
+    empty), certified or finished as `settle` does (1 or 2); None: solve the whole network instead. For a
+    cold solve that leaves out arcs an optimum seldom uses (paid_flow: overflow parts into nodes whose
+    capped parts alone can fill them): where the certificate shows one of them worth using, the simplex
+    brings it in."""
+    if parts.cost.size == 0:
+        return None
+    penalty = _penalty(parts)
+    if penalty is None:
+        return None
+    dist = np.zeros(parts.due.size + parts.node_cap.size + 1, np.int64)
+    return settle(parts, free, np.zeros(parts.cost.size, dtype=bool), dist, penalty)

@@ -89,6 +89,7 @@ def solve(
     extras = dict(free.extras)
     extras["paid_seconds"] = paid_done - start
     extras["paid_warm_rounds"] = float(paid.warm_rounds)
+    extras["paid_restricted"] = float(paid.restricted)
     extras["duals_seconds"] = duals_done - paid_done
     extras["free_seconds"] = end - duals_done
     return Plan(

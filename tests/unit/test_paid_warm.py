@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ortools.graph.python import min_cost_flow
 
 from allocator.domain import ProblemInputs, SolveParams
-from allocator.optimise import network_simplex, paid_warm, solve
+from allocator.optimise import network_simplex, paid_flow, paid_warm, solve
 from allocator.optimise.duals import paid_duals
 from allocator.optimise.paid_flow import solve_paid
 from allocator.optimise.paid_warm import WarmPrices
@@ -205,3 +205,55 @@ def test_demand_prices_are_the_price_of_each_demands_marginal_part(scale: int) -
                 want = -int(price[i])
                 break
         assert got[d] == want, d
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.floats(0.0, 1.0))
+def test_a_solve_of_some_parts_is_certified_or_finished_to_the_whole_networks_optimum(
+    seed: int, keep: float
+) -> None:
+    """restricted_flows leaves random parts out of the solve: the certificate must find every one worth
+    using (or the simplex bring it in), so the answer is the whole network's lexicographic optimum."""
+    rng = np.random.default_rng(seed)
+    n_dem, n_nodes = int(rng.integers(1, 12)), int(rng.integers(1, 8))
+    n_parts = int(rng.integers(1, 40))
+    parts = paid_warm.Parts(
+        rng.integers(0, n_dem, n_parts).astype(np.int32),
+        rng.integers(0, n_nodes, n_parts).astype(np.int32),
+        rng.integers(0, 30, n_parts).astype(np.int64),
+        rng.integers(-500, 500, n_parts).astype(np.int64),
+        rng.integers(0, 60, n_nodes).astype(np.int64),
+        rng.integers(1, 50, n_dem).astype(np.int64),
+    )
+    whole = paid_warm.reduced_solve(parts, np.ones(n_parts, dtype=bool), np.zeros(n_parts, np.int64))
+    assert whole is not None
+    free = rng.random(n_parts) < keep
+    with pytest.MonkeyPatch.context() as mp:  # small networks: let the simplex run rather than give up
+        mp.setattr(paid_warm, "SIMPLEX_PIVOTS_PER_NODE", 10**6)
+        got = paid_warm.restricted_flows(parts, free)
+    assert got is not None
+    flow, how = got
+    event({1: "certified", 2: "finished by the simplex"}[how])
+    assert np.all((flow >= 0) & (flow <= parts.upper))
+    on_node, to_demand = paid_warm.loads(parts, flow)
+    assert np.all(on_node <= parts.node_cap) and np.all(to_demand <= parts.due)
+    assert int(flow.sum()) == int(whole.sum())  # the most points delivered ...
+    assert int(np.dot(flow, parts.cost)) == int(np.dot(whole, parts.cost))  # ... then the least cost
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problem_inputs(), params_st)
+def test_a_cold_solve_without_the_overflow_it_guesses_unused_is_the_whole_networks_optimum(
+    inp: ProblemInputs, params: SolveParams
+) -> None:
+    problem = build_problem(inp, params)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(paid_flow, "MAX_KEPT_OVERFLOW_SHARE", 1.0)
+        mp.setattr(paid_warm, "SIMPLEX_PIVOTS_PER_NODE", 10**6)
+        got = solve_paid(problem, params)
+        mp.setattr(paid_flow, "RESTRICT_OVERFLOW", False)
+        whole = solve_paid(problem, params)
+    event({0: "whole network", 1: "certified", 2: "finished by the simplex"}[got.restricted])
+    assert whole.restricted == 0
+    assert got.objective == whole.objective
+    assert int(got.under.sum()) == int(whole.under.sum())
