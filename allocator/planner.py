@@ -251,7 +251,7 @@ class Planner:
         summary = summary_pb(plan_id, raw.dates, plan, figures)
         logger.info(
             "solved plan %s: status=%s demands=%d nodes=%d arcs=%d solve=%.3fs "
-            "paid warm=%d (0 cold, 1 settled, 2 simplex)",
+            "paid warm=%d (0 cold, 1 settled, 2 simplex) restricted=%d (cold: 1 certified, 2 simplex)",
             plan_id,
             plan.status.name,
             figures.demands,
@@ -259,6 +259,7 @@ class Planner:
             figures.arcs,
             plan.solve_seconds,
             int(plan.extras.get("paid_warm_rounds", 0)),
+            int(plan.extras.get("paid_restricted", 0)),
         )
         data = encode_plan(stored)
         phases = {

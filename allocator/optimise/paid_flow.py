@@ -3,7 +3,9 @@
 Flow is measured in points. Graph nodes: demand d (0..D-1, supply = its points due), supply node s
 (D..D+S-1), and one sink (D+S, supply = minus all points). Because a node's price is the same for every
 demand on it, a point is a point everywhere and the problem is a pure network flow, solved exactly in
-integers by OR-Tools' SimpleMinCostFlow, built from numpy arrays in one call per kind of data.
+integers by OR-Tools' SimpleMinCostFlow, built from numpy arrays in one call per kind of data. A cold
+solve first leaves out the overflow parts it guesses no optimum uses and proves the answer for the whole
+network, or repairs it (`_restricted`; docs/model.md "Cold solves without the overflow they guess unused").
 
 Under-delivery comes first, exactly: the model charges P per undelivered point (a demand -> sink arc of
 cost P, P large enough to dominate any value), and the solver is asked for the same thing without that
@@ -262,7 +264,8 @@ def _restricted(
     day, none at all). The guess only decides how fast; the certificate decides the answer."""
     capped_room = np.zeros(paidcap.size, np.int64)
     np.add.at(capped_room, problem.arc_node, caps[:a])
-    kept = capped_room[heads[a:b] - n_dem] < paidcap[heads[a:b] - n_dem]
+    over_node = heads[a:b] - n_dem
+    kept = capped_room[over_node] < paidcap[over_node]
     if int(kept.sum()) > MAX_KEPT_OVERFLOW_SHARE * (b - a):
         return None
     free = np.ones(b, dtype=bool)

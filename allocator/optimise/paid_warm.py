@@ -27,6 +27,10 @@ is refused or clipped first, so that every sum stays far inside int64.
 Measured: docs/model.md "Warm re-solves". Prices from a cold estimate (a solved sample of the demands) are
 not good enough (the reduced problem is then most of the network), so this is for re-solves of a day
 that was solved before.
+
+Cold solves use the same tail (`settle`) without prices (`restricted_flows`): OR-Tools solves the network
+less the overflow parts paid_flow guesses unused, the certificate (relaxed from zero potentials) proves it
+for the whole network, and the simplex brings in any left-out part worth using.
 """
 
 from __future__ import annotations
@@ -204,29 +208,29 @@ def simplex_finish(
 
     sx = Simplex.from_flow(sink + 1, tails, heads, caps, costs, flows, dist, connectors)
     if sx is None:
-        logger.info("warm paid solve: the flow's inner cycles were not cancelled in time; solving cold")
+        logger.info("paid solve: the flow's inner cycles were not cancelled in time; solving cold")
         return None
     budget = SIMPLEX_PIVOTS_PER_NODE * (sink + 1)
     for _ in range(SIMPLEX_ROUNDS):
         while not sx.run(scope, min(SIMPLEX_CHUNK, budget - sx.pivots)):
             if sx.pivots >= budget:
-                logger.info("warm paid solve: simplex over %d pivots; solving cold", budget)
+                logger.info("paid solve: simplex over %d pivots; solving cold", budget)
                 return None
             if time.perf_counter() > deadline:
-                logger.info("warm paid solve: simplex over its time (%d pivots); solving cold", sx.pivots)
+                logger.info("paid solve: simplex over its time (%d pivots); solving cold", sx.pivots)
                 return None
         wrong = sx.violations()
         if wrong.size == 0:
             break
         scope = np.concatenate([scope, wrong.astype(np.int32)])
     else:
-        logger.info("warm paid solve: simplex not settled in %d rounds; solving cold", SIMPLEX_ROUNDS)
+        logger.info("paid solve: simplex not settled in %d rounds; solving cold", SIMPLEX_ROUNDS)
         return None
     if not quiet:
-        logger.info("warm paid solve: the simplex finished in %d pivots over %d arcs", sx.pivots, scope.size)
+        logger.info("paid solve: the simplex finished in %d pivots over %d arcs", sx.pivots, scope.size)
     out = sx.flow[: tails.size]
     if not optimal(tails, heads, caps, costs, out, sx.potential(), sink, parts.due):
-        logger.error("warm paid solve: the simplex's flow failed its optimality check; solving cold")
+        logger.error("paid solve: the simplex's flow failed its optimality check; solving cold")
         return None
     return out[:n_parts].copy()
 

@@ -122,7 +122,7 @@ class Replanner:
             self.engine.forget_active(date)
         logger.info(
             "re-planned %s from hour %d: plan %s (was %s), status=%s, %.3fs, "
-            "paid warm %d (0 cold, 1 settled, 2 simplex)",
+            "paid warm %d (0 cold, 1 settled, 2 simplex), restricted %d (cold: 1 certified, 2 simplex)",
             date.isoformat(),
             hour,
             plan_id,
@@ -130,6 +130,7 @@ class Replanner:
             summary.status,
             time.perf_counter() - start,
             int(plan.extras.get("paid_warm_rounds", 0)),
+            int(plan.extras.get("paid_restricted", 0)),
         )
         out = pb.ReplanResponse.FromString(result.response)
         out.replayed = result.replayed
