@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from allocator.domain import Redemption, Rules
+from allocator.optimise.caps import spread_caps
 from allocator.plan_codec import PlanView
 
 DELIVERED_IN_FULL = "DELIVERED_IN_FULL"
@@ -94,7 +95,7 @@ def explain(
                 rule = f"{', '.join(banned)} may not be bought with {record.program.name} points"
                 reasons.append((PROGRAM_RULE, rule))
         eligible_any |= eligible
-        n_eligible, points = int(eligible.sum()), int(paidcap[eligible].sum())
+        n_eligible, points = int(eligible.sum()), sum(paidcap[eligible].tolist())  # no int64 wrap
         n_saturated = int((eligible & saturated).sum())
         reasons.insert(0, _main_reason(date, due, delivered, n_eligible, n_saturated, points))
         capped = _capped_nodes(view, arcs, due, points, kappa)
@@ -138,7 +139,9 @@ def _capped_nodes(view: PlanView, arcs: np.ndarray, due: int, eligible_points: i
     if arcs.size == 0 or eligible_points == 0:
         return 0
     pc = view.s.node_paidcap[view.s.paid_node[arcs]]
-    cap = np.minimum(np.ceil(kappa * due * pc / eligible_points), pc)
+    cap = spread_caps(
+        kappa, np.full(arcs.size, due, np.int64), pc, np.full(arcs.size, eligible_points, object)
+    )
     return int(np.sum((view.s.paid_points[arcs] >= cap) & (cap < pc)))
 
 

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from allocator.domain import Problem, SolveParams
+from allocator.optimise.caps import group_sums, spread_caps
 
 
 def paid_lp_objective(problem: Problem, params: SolveParams) -> float:
@@ -30,10 +31,10 @@ def paid_lp_objective(problem: Problem, params: SolveParams) -> float:
         return float(params.under_delivery_penalty * int(problem.demand_points.sum()))
     paid = ((problem.node_capacity - problem.node_free_reserved) * problem.node_price) // 1000
     d, s = problem.arc_demand.astype(np.int64), problem.arc_node.astype(np.int64)
-    eligible = np.bincount(d, weights=paid[s].astype(np.float64), minlength=n_dem)
     pc = paid[s]
-    xcap = np.ceil(params.kappa * problem.demand_points[d] * pc / np.maximum(eligible[d], 1))
-    ycap = np.maximum(pc - xcap, 0)
+    # the caps as the model defines them, in exact integers (the definition the solver uses: optimise/caps.py)
+    xcap = spread_caps(params.kappa, problem.demand_points[d], pc, group_sums(d, pc, n_dem)[d])
+    ycap = pc - xcap
     c = -np.floor(params.value_scale * problem.arc_quality * 1000.0 / problem.node_price[s] + 0.5)
     # the model's penalty rule: under-delivery dominates, at least 1000x the dearest arc's cost
     penalty = max(params.under_delivery_penalty, 1000 * (int(np.abs(c).max()) + params.spread_penalty))

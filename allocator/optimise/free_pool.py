@@ -55,6 +55,7 @@ import numpy as np
 from ortools.graph.python import max_flow, min_cost_flow
 
 from allocator.domain import F64, I32, I64, Problem
+from allocator.optimise.caps import group_sums, spread_caps
 
 logger = logging.getLogger(__name__)
 
@@ -323,10 +324,9 @@ def _spread(problem: Problem, node_free: I64, totals: I64, kappa: float, extras:
     fm = problem.free_arc_merchant.astype(np.int64)
     fn = problem.free_arc_node.astype(np.int64)
     nf = node_free.astype(np.int64)[fn]
-    eligible = np.zeros(n_f, dtype=np.int64)
-    np.add.at(eligible, fm, nf)
+    eligible = group_sums(fm, nf, n_f)
     tot = totals[fm]
-    cap = np.minimum(np.ceil(kappa * tot * nf / np.maximum(eligible[fm], 1)), nf).astype(np.int64)
+    cap = spread_caps(kappa, tot, nf, eligible[fm])
     # Exact reductions of that network (same optimal cost, same totals): merchant f has no in-arcs and
     # supplies totals_f, so no arc out of it carries more than totals_f, and overflow (cost 1 > 0) is
     # only worth using once the capped part is full. A merchant with a zero total keeps no arc at all.

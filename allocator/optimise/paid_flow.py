@@ -39,6 +39,7 @@ import numpy as np
 from ortools.graph.python import min_cost_flow
 
 from allocator.domain import F64, I32, I64, Problem, SolveParams
+from allocator.optimise.caps import group_sums, spread_caps
 from allocator.optimise.paid_warm import Parts, WarmPrices, restricted_flows, warm_flows
 from allocator.problem import node_paid_points
 
@@ -74,17 +75,15 @@ class PaidResult:
 def arc_caps_and_costs(problem: Problem, params: SolveParams) -> tuple[I64, I64, I64]:
     """Per paid arc: representativeness cap, node paid capacity and unit cost (all in points / cost units).
 
-    cap = ceil(kappa * points_d * paidcap_s / eligible_paidcap_d), clipped to paidcap_s;
+    cap = ceil(kappa * points_d * paidcap_s / eligible_paidcap_d), clipped to paidcap_s (exact: caps.py);
     cost = -round_half_up(value_scale * quality * 1000 / price_s): minus the value of one point there.
     """
     paidcap = node_paid_points(problem)
     ad = problem.arc_demand.astype(np.int64)
     an = problem.arc_node.astype(np.int64)
     pc = paidcap[an]
-    eligible = np.zeros(problem.demand_points.size, dtype=np.int64)
-    np.add.at(eligible, ad, pc)
-    raw = np.ceil(params.kappa * problem.demand_points[ad] * pc / np.maximum(eligible[ad], 1))
-    cap = np.minimum(raw, pc).astype(np.int64)
+    eligible = group_sums(ad, pc, problem.demand_points.size)
+    cap = spread_caps(params.kappa, problem.demand_points[ad], pc, eligible[ad])
     value = params.value_scale * problem.arc_quality * 1000.0 / problem.node_price[an]
     cost = -np.floor(value + 0.5).astype(np.int64)
     return cap, pc, cost
