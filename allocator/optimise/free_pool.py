@@ -243,7 +243,10 @@ class _Decomposition:
                     "free pool: a cut of %d merchants did not split; keeping the flow", s_mask.size
                 )
                 served_now = np.asarray(mf.flows(np.arange(sub.merchants.size, dtype=np.int32)), np.int64)
-                self._leaf(sub, served_now // scale)  # floors of a feasible flow in 1/scale parts: feasible
+                floors = served_now // scale  # floors of a feasible flow in 1/scale parts: feasible
+                base, whole = self._max_flow(sub, floors)
+                # then, as for a served level, up to one impression more each from what is left
+                self._leaf(sub, self._top_up(sub, floors, base) if whole else floors)
                 continue
             arc_in_s = in_cut[self.arc_m[sub.arcs]]
             t_arcs = sub.arcs[~arc_in_s & ~cut_nodes[self.arc_n[sub.arcs]]]
