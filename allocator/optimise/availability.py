@@ -15,11 +15,14 @@ from ortools.graph.python import max_flow
 from allocator.domain import I32, I64, Channel, Problem, ProblemInputs, Program
 from allocator.problem import node_paid_points
 
+ROOM_LIMIT = 10**12  # the most points one redemption may carry (the API's limit): rooms are quoted up to it
+
 
 def residual_room(
     problem: Problem, paid_demand: I32, paid_node: I32, paid_points: I64, source_nodes: list[I32]
 ) -> list[int]:
-    """For each index array in source_nodes: the max flow from those supply nodes to the sink.
+    """For each index array in source_nodes: the max flow from those supply nodes to the sink, or
+    ROOM_LIMIT where it is at least that.
 
     The network is built once from arrays; each question only changes the source arcs' capacities.
     """
@@ -39,7 +42,10 @@ def residual_room(
     dem = problem.arc_demand.astype(np.int32)
     head = problem.arc_node.astype(np.int32) + n_dem
     back = np.flatnonzero(flow > 0)
-    infinite = int(paidcap.sum()) + 1
+    # Each opened source arc carries at most ROOM_LIMIT: a cut of value below it holds no source arc, so
+    # rooms below the limit are exact, and no flow the solver adds up can pass int64 (a day's paid
+    # capacity can: 100,000 nodes of up to 10^15 points)
+    infinite = ROOM_LIMIT
     tails = np.concatenate([
         np.full(n_nodes, source, np.int32),  # 1. new source -> node (opened per question)
         nodes,  # 2. node -> sink: the paid capacity the plan leaves
@@ -64,7 +70,7 @@ def residual_room(
         status = graph.solve(source, sink)
         if status != graph.OPTIMAL:
             raise RuntimeError(f"residual max flow ended with status {status}")
-        rooms.append(int(graph.optimal_flow()))
+        rooms.append(min(int(graph.optimal_flow()), ROOM_LIMIT))
     return rooms
 
 
@@ -88,7 +94,7 @@ def hypothetical_nodes(
 
 
 def most_points_for_flight(room_by_day: list[int]) -> int:
-    """Largest X whose pro-rata daily dues floor(X(k+1)/n) - floor(Xk/n) fit every day's room.
+    """Largest X <= ROOM_LIMIT whose pro-rata daily dues floor(X(k+1)/n) - floor(Xk/n) fit every day's room.
 
     With m the smallest room, X = n*m always fits (every day owes m); X = n*m + r owes m+1 on r of the
     days, which fits only if those days have the room: try r from n-1 down.
@@ -97,8 +103,12 @@ def most_points_for_flight(room_by_day: list[int]) -> int:
     if n == 0:
         return 0
     m = min(room_by_day)
+    if n * m >= ROOM_LIMIT:  # every day owes at most ceil(ROOM_LIMIT / n) <= m
+        return ROOM_LIMIT
     for r in range(n - 1, -1, -1):
         x = n * m + r
+        if x > ROOM_LIMIT:
+            continue
         dues = [x * (k + 1) // n - x * k // n for k in range(n)]
         if all(d <= room for d, room in zip(dues, room_by_day, strict=True)):
             return x

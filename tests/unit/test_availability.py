@@ -6,9 +6,16 @@ import dataclasses
 import functools
 import random
 
+import numpy as np
+
 from allocator.domain import Channel, Plan, Problem, ProblemInputs, Program, Redemption, SolveParams
 from allocator.optimise import solve
-from allocator.optimise.availability import hypothetical_nodes, most_points_for_flight, residual_room
+from allocator.optimise.availability import (
+    ROOM_LIMIT,
+    hypothetical_nodes,
+    most_points_for_flight,
+    residual_room,
+)
 from allocator.problem import build_problem
 
 from .builders import D0, D1, HOME, PAY, SEARCH, inputs, node, red, rules
@@ -123,3 +130,24 @@ def test_most_points_for_flight_is_exact() -> None:
             return all(x * (k + 1) // n - x * k // n <= r for k, r in enumerate(rooms))
 
         assert fits(best) and not any(fits(x) for x in range(best + 1, best + 3 * n + 2))
+
+
+def test_rooms_past_int64_are_quoted_up_to_the_redemption_limit() -> None:
+    """Found by review: a day's paid capacity can pass 2^63 (10,000 nodes of 10^15 points), where the
+    residual network's "infinite" source capacity wrapped negative and every quote was 0. Rooms are exact
+    below ROOM_LIMIT (the most points a redemption may carry) and ROOM_LIMIT above it."""
+    regions = tuple(f"r{g}" for g in range(417))
+    nodes = [node(10**12, price=10**6, hour=h, region=g) for g in regions for h in range(24)][:10_000]
+    problem, plan = plan_of(inputs(nodes, [red(10**6, regions=regions)]))
+    whole, one = np.arange(10_000, dtype=np.int32), np.array([5], np.int32)
+    rooms = residual_room(problem, plan.paid_demand, plan.paid_node, plan.paid_points, [whole, one])
+    assert rooms == [ROOM_LIMIT, ROOM_LIMIT]
+    # below the limit the quote is exact: K_s = 10^9 points, all of it (the plan's points there can move)
+    small = dataclasses.replace(problem, node_capacity=problem.node_capacity // 10**6)
+    assert residual_room(small, plan.paid_demand, plan.paid_node, plan.paid_points, [one]) == [10**9]
+
+
+def test_a_flight_is_quoted_up_to_the_redemption_limit() -> None:
+    assert most_points_for_flight([ROOM_LIMIT] * 3) == ROOM_LIMIT
+    assert most_points_for_flight([10**13, 10**12 // 2]) == ROOM_LIMIT
+    assert most_points_for_flight([10**13, 10**11]) == 2 * 10**11  # 2*10^11 + 1 owes 10^11 + 1 on day 2
