@@ -7,6 +7,7 @@ Problem's arc arrays, so a bug in building the arcs is caught too. Everything he
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -66,12 +67,24 @@ def validation_errors(inputs: ProblemInputs, problem: Problem, plan: Plan) -> li
     if (fm.size and fm.max() >= n_entries) or (fs.size and fs.max() >= n_nodes):
         return ["free arc index out of range"]
 
-    # capacity: paid within the paid share; paid + free within the node
+    # capacity: paid within the paid share (in impressions and in points); paid + free within the node.
+    # The reserved share comes from the records and the rules, not from the Problem.
     capacity = np.array([n.capacity for n in inputs.nodes], dtype=np.int64)
     price = np.array([n.price for n in inputs.nodes], dtype=np.int64)
-    paid = np.bincount(ps, weights=plan.paid_impressions, minlength=n_nodes)
-    free = np.bincount(fs, weights=plan.free_impressions, minlength=n_nodes)
-    _report(errors, paid > capacity - problem.node_free_reserved, "paid impressions above the paid capacity")
+    share = inputs.rules.free_share
+    reserved = np.array(
+        [min(max(math.floor(n.capacity * share.get(n.channel, 0.0)), 0), n.capacity) for n in inputs.nodes],
+        dtype=np.int64,
+    )
+    paid_points_cap = (capacity - reserved) * price // 1000  # K_s; below 2^63 within the API's limits
+    paid = np.zeros(n_nodes, np.int64)
+    np.add.at(paid, ps, plan.paid_impressions)
+    points_on = np.zeros(n_nodes, np.int64)
+    np.add.at(points_on, ps, plan.paid_points)
+    free = np.zeros(n_nodes, np.int64)
+    np.add.at(free, fs, plan.free_impressions)
+    _report(errors, paid > capacity - reserved, "paid impressions above the paid capacity")
+    _report(errors, points_on > paid_points_cap, "paid points above the node's paid capacity in points")
     _report(errors, paid + free > capacity, "paid + free impressions above node capacity")
     _report(
         errors,
