@@ -38,7 +38,7 @@ class ServingRpcs:
 
     @rpc_boundary
     def PickMerchants(self, request: pb.PickMerchantsRequest, context: Ctx) -> pb.PickMerchantsResponse:
-        when = sv.check_pick(request, self.limits)
+        when = sv.check_pick(request, self.limits, self.engine.tz)
         r = self.engine.pick(request.request_id, request.channel, request.region, when, request.count)
         return pb.PickMerchantsResponse(
             merchants=[
@@ -54,9 +54,12 @@ class ServingRpcs:
 
     @rpc_boundary
     def ReportDelivery(self, request: pb.ReportDeliveryRequest, context: Ctx) -> pb.ReportDeliveryResponse:
+        from allocator.service.servicer import content_digest
+
         date = sv.check_report(request, self.limits)
         key = date.isoformat()
-        stored = self.serving_store.stored_report(key, request.request_id)
+        digest = content_digest(request)  # a report's request id with other counts is a conflict, not a retry
+        stored = self.serving_store.stored_report(key, request.request_id, digest)
         if stored is not None:
             return _report_response(*stored, replayed=True)
         plan = self.engine.active_lines(date)
@@ -89,7 +92,7 @@ class ServingRpcs:
             )
         node_key = self.serving_store.node_key(key, request.channel, request.hour, request.region)
         replayed, shown, over, plan_id = self.serving_store.report(
-            key, node_key, request.request_id, plan.plan_id, entries
+            key, node_key, request.request_id, plan.plan_id, digest, entries
         )
         return _report_response(shown, over, plan_id, replayed=replayed)
 

@@ -13,8 +13,10 @@ MAX_DELIVERY_IMPRESSIONS = 10**9
 _MIN_TS, _MAX_TS = 0, 253_402_300_799  # 1970-01-01 .. 9999-12-31 (a later time is surely a mistake)
 
 
-def check_pick(req: pb.PickMerchantsRequest, limits: Limits) -> dt.datetime | None:
-    """The request's time (None: now), after checking every field."""
+def check_pick(req: pb.PickMerchantsRequest, limits: Limits, tz: dt.tzinfo) -> dt.datetime | None:
+    """The request's time (None: now), after checking every field. `tz`: the service's time zone, in
+    which the pick looks up its date and hour: the time must have a date there too (9999-12-31 23:00 UTC
+    is already year 10000 east of UTC, which no date can hold)."""
     c = Checker(limits)
     c.ident("request_id", req.request_id)
     c.channel("channel", req.channel)
@@ -27,8 +29,19 @@ def check_pick(req: pb.PickMerchantsRequest, limits: Limits) -> dt.datetime | No
             c.add("time", "must be a valid time between 1970 and 9999")
         else:
             when = req.time.ToDatetime(tzinfo=dt.UTC)
+            if not _local_date_exists(when, tz):
+                c.add("time", f"must fall on a date up to 9999-12-31 in the service's time zone ({tz})")
+                when = None
     c.raise_if_any("pick request")
     return when
+
+
+def _local_date_exists(when: dt.datetime, tz: dt.tzinfo) -> bool:
+    try:
+        when.astimezone(tz)
+    except (OverflowError, ValueError):  # past datetime.max (or before datetime.min) in that zone
+        return False
+    return True
 
 
 def check_report(req: pb.ReportDeliveryRequest, limits: Limits) -> dt.date:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import redis
 
-from allocator.errors import Unavailable
+from allocator.errors import NotFound, Unavailable
 from allocator.planner import Planner
 from allocator.serving.lines import NodeLines, PlanLines
 from allocator.serving.pacing import allowance, candidate_order, candidates_for, hour_fraction, weights
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 PLANS_KEPT = 2  # the active plan and the one it replaced (picks in flight during a swap)
 MAX_ROUNDS = 3  # script calls per pick at most: later rounds only when the first candidates ran out
+EXPIRED_KEPT = 64  # expired active plan ids remembered (each warned about once)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class ServingEngine:
         self._guard = threading.Lock()
         self._load = threading.Lock()
         self._active: dict[str, tuple[str, float]] = {}  # date -> (plan id, monotonic time read)
+        self._expired: OrderedDict[str, None] = OrderedDict()  # active plan ids found expired (warned)
         self._plans: OrderedDict[str, PlanLines] = OrderedDict()
         self._states: OrderedDict[tuple[str, int], _NodeState] = OrderedDict()
         self._local = threading.local()
@@ -128,13 +130,22 @@ class ServingEngine:
     # ---- plans ---------------------------------------------------------------------------------
 
     def active_lines(self, date: dt.date) -> PlanLines | None:
-        """The active plan of the date as serving lines (None: no plan), re-read every plan_refresh_s."""
+        """The active plan of the date as serving lines (None: no plan), re-read every plan_refresh_s.
+
+        An active pointer whose plan has expired (ALLOCATOR_PLAN_TTL_SECONDS) counts as no plan: there is
+        nothing to serve or count against, and the docs promise callers an empty pick and a
+        FAILED_PRECONDITION report then, not a NOT_FOUND about a plan they never named. The re-read
+        checks that the plan is still stored, so a replica holding it in memory stops serving it too (all
+        replicas agree within plan_refresh_s); a re-solve of the same inputs that stores it again brings
+        it back at the next re-read."""
         key = date.isoformat()
         now = time.monotonic()
         cached = self._active.get(key)
         if cached is None or now - cached[1] >= self.config.plan_refresh_s:
             try:
                 (plan_id,) = self.planner.plans.active([key])
+                if plan_id and not self.planner.plans.stored(plan_id):
+                    plan_id = self._expired_plan(key, plan_id)
                 self._redis_ok()
             except REDIS_DOWN:
                 if cached is None:
@@ -146,7 +157,28 @@ class ServingEngine:
             plan_id = cached[0]
         if not plan_id:
             return None
-        return self.plan_lines(plan_id)
+        try:
+            return self.plan_lines(plan_id)
+        except NotFound:  # expired between the re-read and the load
+            self._active[key] = (self._expired_plan(key, plan_id), now)
+            return None
+
+    def _expired_plan(self, date: str, plan_id: str) -> str:
+        """Note an active plan found expired, warning once per replica and plan; "": serve no plan."""
+        with self._guard:
+            first = plan_id not in self._expired
+            self._expired[plan_id] = None
+            while len(self._expired) > EXPIRED_KEPT:
+                self._expired.popitem(last=False)
+        if first:
+            logger.warning(
+                "active plan %s of %s has expired (plan TTL); the date is served as having no plan "
+                "until a plan is activated for it",
+                plan_id,
+                date,
+                extra={"date": date, "plan_id": plan_id},
+            )
+        return ""
 
     def plan_lines(self, plan_id: str) -> PlanLines:
         with self._guard:

@@ -90,9 +90,15 @@ class Keys:
         """Delivered per line over the whole date: millipoints of paid lines, impressions of free ones."""
         return f"{self.base}:{{srv:{date}}}:budget"
 
-    def serving_request(self, date: str, request_id: str) -> str:
-        """The stored answer of a pick or a delivery report (request ids scoped to the date)."""
-        return f"{self.base}:{{srv:{date}}}:req:{request_id}"
+    def serving_pick_request(self, date: str, request_id: str) -> str:
+        """The stored answer of a pick (request ids scoped to the date and to PickMerchants: a delivery
+        report may use the same id without meeting it)."""
+        return f"{self.base}:{{srv:{date}}}:req:pick:{request_id}"
+
+    def serving_report_request(self, date: str, request_id: str) -> str:
+        """The content digest and stored answer of a delivery report (scoped to the date and to
+        ReportDelivery)."""
+        return f"{self.base}:{{srv:{date}}}:req:report:{request_id}"
 
     def serving_flush(self, date: str, flush_id: str) -> str:
         """Marks a flush of counts taken while Redis was unreachable as applied (exactly once)."""

@@ -58,6 +58,10 @@ class PlanStore:
     def data(self, plan_id: str) -> bytes | None:
         return cast(bytes | None, self._r.get(self._k.plan_data(plan_id)))
 
+    def stored(self, plan_id: str) -> bool:
+        """Whether the plan's data is still there (not expired), without fetching it."""
+        return bool(self._r.exists(self._k.plan_data(plan_id)))
+
     def touch(self, plan_id: str) -> None:
         """Restart a plan's expiry (an activated plan lives another full TTL)."""
         pipe = self._r.pipeline(transaction=True)

@@ -17,6 +17,7 @@ from typing import Any, cast
 import redis
 
 from allocator.store.connect import RedisClient
+from allocator.store.idempotent import DIGEST_LEN, RequestConflict
 from allocator.store.keys import Keys
 
 NODE_TOTAL = "_n"
@@ -82,16 +83,22 @@ for i = 1, #counts do counts[i] = tostring(tonumber(counts[i]) or 0) end
 return {0, answer, table.concat(counts, ',')}
 """
 
-# KEYS: node hash, budget hash, request key. ARGV: request ttl s, counter ttl s, plan id, n, then
-# n x (field, impressions, unit cost, cap). Counts every entry (what was shown is counted) and returns
-# {replayed, "impressions over_plan plan_id"}; over_plan is what went beyond the lines' caps.
+# KEYS: node hash, budget hash, request key. ARGV: request ttl s, counter ttl s, plan id, digest (64 hex),
+# n, then n x (field, impressions, unit cost, cap). Counts every entry (what was shown is counted), stores
+# the digest and the answer in the request key, and returns {REPORT_FRESH, "impressions over_plan
+# plan_id"}; over_plan is what went beyond the lines' caps. A request key already there: {REPORT_REPLAYED,
+# its answer} when its digest is this one, {REPORT_CONFLICT} otherwise; nothing is counted either way.
 _REPORT_LUA = """
 local prior = redis.call('GET', KEYS[3])
-if prior then return {1, prior} end
-local n = tonumber(ARGV[4])
+if prior then
+  local d = #ARGV[4]
+  if string.sub(prior, 1, d) ~= ARGV[4] then return {2} end
+  return {1, string.sub(prior, d + 1)}
+end
+local n = tonumber(ARGV[5])
 local shown, over = 0, 0
 for i = 1, n do
-  local b = 4 + (i - 1) * 4
+  local b = 5 + (i - 1) * 4
   local f, x, cost, cap = ARGV[b + 1], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4])
   local after = redis.call('HINCRBY', KEYS[1], f, x)
   local before = after - x
@@ -103,13 +110,14 @@ redis.call('HINCRBY', KEYS[1], '_n', shown)
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 local answer = shown .. ' ' .. over .. ' ' .. ARGV[3]
-redis.call('SET', KEYS[3], answer, 'EX', ARGV[1])
+redis.call('SET', KEYS[3], ARGV[4] .. answer, 'EX', ARGV[1])
 return {0, answer}
 """
+REPORT_FRESH, REPORT_REPLAYED, REPORT_CONFLICT = 0, 1, 2
 
-# KEYS: flush key, budget hash, then node hashes, then request keys. ARGV: flush ttl s, counter ttl s,
+# KEYS: flush key, budget hash, then node hashes, then pick request keys. ARGV: flush ttl s, counter ttl s,
 # number of budget pairs, the pairs (field, increment), then per node hash: number of pairs and the pairs,
-# then per request key its answer. Applied at most once per flush key.
+# then per pick request key its answer. Applied at most once per flush key.
 _FLUSH_LUA = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local a = 3
@@ -152,7 +160,7 @@ class FlushBatch:
     flush_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     budget: dict[str, int] = field(default_factory=dict)
     nodes: dict[tuple[int, int, str], NodeBatch] = field(default_factory=dict)  # (channel, hour, region)
-    answers: dict[str, str] = field(default_factory=dict)  # request id -> stored answer
+    answers: dict[str, str] = field(default_factory=dict)  # pick request id -> stored answer
 
     def empty(self) -> bool:
         return not self.nodes and not self.answers
@@ -219,7 +227,7 @@ class ServingStore:
             candidates,
             "1" if append else "0",
         ]
-        keys = [node_key, self._k.serving_budget(date), self._k.serving_request(date, request_id)]
+        keys = [node_key, self._k.serving_budget(date), self._k.serving_pick_request(date, request_id)]
         if isinstance(self._r, redis.Redis):
             result = self._pick_direct(self._r, keys, args, retry=not append)
         else:  # a cluster: the client routes the script to the keys' node
@@ -263,23 +271,34 @@ class ServingStore:
         node_key: str,
         request_id: str,
         plan_id: str,
+        digest: str,
         entries: Sequence[tuple[str, int, int, int]],  # (field, impressions, unit cost, cap)
     ) -> tuple[bool, int, int, str]:
-        """Count delivered impressions; returns (replayed, impressions, over plan, plan id)."""
-        args: list[Any] = [self._request_ttl, self._counter_ttl, plan_id, len(entries)]
+        """Count delivered impressions; returns (replayed, impressions, over plan, plan id). `digest`:
+        the report's content digest, stored with the answer in the same script, so a later report with
+        the same request id and other content raises RequestConflict instead of being taken for a
+        retry (its counts would be lost); nothing is counted then."""
+        args: list[Any] = [self._request_ttl, self._counter_ttl, plan_id, digest, len(entries)]
         for e in entries:
             args += list(e)
-        keys = [node_key, self._k.serving_budget(date), self._k.serving_request(date, request_id)]
+        keys = [node_key, self._k.serving_budget(date), self._k.serving_report_request(date, request_id)]
         result = cast(list[Any], self._report(keys=keys, args=args))
+        if int(result[0]) == REPORT_CONFLICT:
+            raise RequestConflict("request_id was already used with different content")
         shown, over, plan = cast(bytes, result[1]).decode().split(" ", 2)
-        return int(result[0]) == 1, int(shown), int(over), plan
+        return int(result[0]) == REPORT_REPLAYED, int(shown), int(over), plan
 
-    def stored_report(self, date: str, request_id: str) -> tuple[int, int, str] | None:
-        """The stored answer of an earlier delivery report with this request id (None: new)."""
-        raw = self._r.get(self._k.serving_request(date, request_id))
+    def stored_report(self, date: str, request_id: str, digest: str) -> tuple[int, int, str] | None:
+        """The stored answer of an earlier delivery report with this request id (None: new), before any
+        other work, so a retry gets its answer even after the plan changed. Raises RequestConflict when
+        that report had other content."""
+        raw = self._r.get(self._k.serving_report_request(date, request_id))
         if raw is None:
             return None
-        shown, over, plan = cast(bytes, raw).decode().split(" ", 2)
+        text = cast(bytes, raw).decode()
+        if text[:DIGEST_LEN] != digest:
+            raise RequestConflict("request_id was already used with different content")
+        shown, over, plan = text[DIGEST_LEN:].split(" ", 2)
         return int(shown), int(over), plan
 
     def fields_on_nodes(self, node_keys: Sequence[str], fields: Sequence[str]) -> list[list[int]]:
@@ -313,7 +332,7 @@ class ServingStore:
     def flush(self, batch: FlushBatch) -> bool:
         """Apply counts taken while Redis was unreachable; True if applied now, False if already applied."""
         node_keys = [self.node_key(batch.date, c, h, r) for (c, h, r) in batch.nodes]
-        req_keys = [self._k.serving_request(batch.date, rid) for rid in batch.answers]
+        req_keys = [self._k.serving_pick_request(batch.date, rid) for rid in batch.answers]
         keys = [self._k.serving_flush(batch.date, batch.flush_id), self._k.serving_budget(batch.date)]
         keys += node_keys + req_keys
         args: list[Any] = [self._request_ttl, self._counter_ttl, len(batch.budget)]

@@ -170,16 +170,22 @@ def test_key_families_share_their_tag(keys: Keys, date: str) -> None:
         "plan": [keys.plan_summary("p"), keys.plan_data("p"), keys.plan_lock("p")],
         "active": [keys.active_plans(), keys.activation_request("rq")],
     }
-    serving = [
-        getattr(keys, name) for name in ("serving_node", "serving_budget", "serving_request", "serving_flush")
-    ]
+    names = (
+        "serving_node",
+        "serving_budget",
+        "serving_pick_request",
+        "serving_report_request",
+        "serving_flush",
+    )
+    serving = [getattr(keys, name) for name in names]
     if all(callable(b) for b in serving):  # the serving counters of one date
-        node, budget, request, flush = serving
+        node, budget, pick_request, report_request, flush = serving
         groups["serving"] = [
             node(date, 1, 9, "310000"),
             node(date, 3, 23, "110105"),
             budget(date),
-            request(date, "rq"),
+            pick_request(date, "rq"),
+            report_request(date, "rq"),
             flush(date, "f"),
         ]
     for name, group in groups.items():

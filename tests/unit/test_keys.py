@@ -27,6 +27,10 @@ def test_key_layout_is_pinned() -> None:
     assert k.activation_request("rq") == "alloc:v1:{active}:req:rq"
     assert k.serving_node("2026-12-01", 1, 20, "r00") == "alloc:v1:{srv:2026-12-01}:node:1:20:r00"
     assert k.serving_node_prefix("2026-12-01") == "alloc:v1:{srv:2026-12-01}:node:"
+    assert k.serving_budget("2026-12-01") == "alloc:v1:{srv:2026-12-01}:budget"
+    assert k.serving_pick_request("2026-12-01", "rq") == "alloc:v1:{srv:2026-12-01}:req:pick:rq"
+    assert k.serving_report_request("2026-12-01", "rq") == "alloc:v1:{srv:2026-12-01}:req:report:rq"
+    assert k.serving_flush("2026-12-01", "f1") == "alloc:v1:{srv:2026-12-01}:flush:f1"
     assert Keys("other").redemptions() == "other:v1:{red}:data"
 
 
