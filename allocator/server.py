@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,8 +143,12 @@ class App:
         self.server.wait_for_termination()
 
 
-def start_app(settings: Settings) -> App:
-    """Start Redis (if embedded), build the server on settings.listen, and begin serving."""
+def start_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> App:
+    """Start Redis (if embedded), build the server on settings.listen, and begin serving.
+
+    clock: the service's "now" (seconds since the epoch) for picks without a time and for Replan's hours;
+    tests pin it to a day they simulate, since Replan refuses dates and hours already over.
+    """
     memory.fix_mmap_threshold()  # plans swapped in and out must not fragment the heap (allocator.memory)
     rules = load_rules(settings.rules_file)
     try:  # before anything starts: a bad access, TLS or Redis TLS setting stops the start with a message
@@ -205,6 +210,7 @@ def start_app(settings: Settings) -> App:
             degraded_share=settings.serving_degraded_share,
         ),
         on_degraded=metrics.degraded_answers.inc,
+        clock=clock,
     )
     servicer.engine, servicer.serving_store = engine, serving_store
     servicer.replanner = Replanner(planner, serving_store, engine, keys, validate=settings.validate_plans)

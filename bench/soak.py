@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
-    date = dt.date(2026, 12, 1)
+    # tomorrow: the soak simulates its own clock (picks carry their time), and Replan refuses a day or an
+    # hour already over, so its re-plans from HOUR need a day that is not over by the service's clock
+    date = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
     start_time = dt.datetime(date.year, date.month, date.day, HOUR, 0, tzinfo=dt.UTC)
     regions = tuple(f"r{i:02d}" for i in range(a.regions))
     out: dict[str, Any] = {"minutes": a.minutes, "rate": a.rate, "replicas": a.replicas}

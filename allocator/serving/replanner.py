@@ -44,14 +44,30 @@ class Replanner:
         self.planner, self.store, self.engine, self.keys = planner, store, engine, keys
         self._validate = validate
 
-    def default_from_hour(self, date: dt.date) -> int:
+    def from_hour(self, date: dt.date, requested: int | None) -> int:
+        """The hour the re-plan starts from, checked against the service's clock whatever the request says.
+
+        Hours already over carry no more picks: a plan that put impressions there would promise delivery
+        that cannot happen, and a re-plan of a day that is over would rewrite the plan its reports show.
+        Both are refused before anything is read or written. Unset: the current hour (0 for a future day).
+        """
         today, hour, _ = self.engine.slot_of(None)
         if date < today:
             raise FailedPrecondition(
                 f"{date.isoformat()} is over in the service's time zone; nothing is left to re-plan",
                 violations=[("date", "in the past")],
             )
-        return hour if date == today else 0
+        if date > today:
+            return 0 if requested is None else requested
+        if requested is None:
+            return hour
+        if requested < hour:
+            raise FailedPrecondition(
+                f"hour {requested} of {date.isoformat()} is over in the service's time zone (the current "
+                f"hour is {hour}); re-plan from hour {hour} or later",
+                violations=[("from_hour", f"before the current hour {hour}")],
+            )
+        return requested
 
     def replan(
         self,
@@ -69,6 +85,7 @@ class Replanner:
             out = pb.ReplanResponse.FromString(prior.response)
             out.replayed = True
             return out
+        hour = self.from_hour(date, from_hour)
         try:
             previous = self.planner.active_plan_id(date)
         except NotFound as exc:
@@ -76,7 +93,6 @@ class Replanner:
                 f"{date.isoformat()} has no active plan to re-plan; run Solve first",
                 violations=[("date", "no active plan")],
             ) from exc
-        hour = self.default_from_hour(date) if from_hour is None else from_hour
         start = time.perf_counter()
         raw, inputs = self.planner.current_inputs((date,))
         delivered = self._snapshot(date, inputs.nodes)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import pathlib
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -39,7 +40,8 @@ class ServerFactory:
         self.prefix = f"t{uuid.uuid4().hex[:8]}"
         self.running: list[App] = []
 
-    def start(self, **overrides: object) -> RunningServer:
+    def start(self, *, clock: Callable[[], float] = time.time, **overrides: object) -> RunningServer:
+        """clock: the server's "now" (serving_helpers.clock_at pins it to an hour of the day simulated)."""
         fields: dict[str, object] = {
             "listen": "127.0.0.1:0",
             "redis_url": self.redis_url,
@@ -53,7 +55,7 @@ class ServerFactory:
         }
         fields.update(overrides)
         settings = Settings(**fields)  # type: ignore[arg-type]
-        app = start_app(settings)
+        app = start_app(settings, clock=clock)
         self.running.append(app)
         return RunningServer(app, settings)
 

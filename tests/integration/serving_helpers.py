@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import redis
 from google.protobuf import timestamp_pb2
@@ -26,6 +27,14 @@ def at(hour: int, minute: int = 0, second: float = 0.0) -> timestamp_pb2.Timesta
     moment = dt.datetime(DAY.year, DAY.month, DAY.day, hour, minute, tzinfo=dt.UTC)
     ts.FromDatetime(moment + dt.timedelta(seconds=second))
     return ts
+
+
+def clock_at(hour: int, minute: int = 0, *, day: dt.date = DAY) -> Callable[[], float]:
+    """A server clock standing at hour:minute of `day` (UTC): Replan refuses days and hours already over,
+    so a test re-planning the day it simulates gives its server that day's time, whatever the wall clock
+    says."""
+    moment = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=dt.UTC).timestamp()
+    return lambda: moment
 
 
 def solved_day(c: AllocatorClient, *, merchants: int = 30, free: int = 10, capacity: int = 2_000) -> str:

@@ -3,6 +3,7 @@ exactly once, pace through the hour, and keep counting across an intraday re-pla
 
 from __future__ import annotations
 
+import datetime as dt
 import pathlib
 import signal
 import threading
@@ -18,7 +19,15 @@ from allocator.serving.pacing import allowance
 from allocator_client import AllocatorClient, AllocatorError
 from tests.integration.conftest import ServerFactory
 from tests.integration.helpers import DATE, HOME, PAY, redemption
-from tests.integration.serving_helpers import node_counts, node_plan, pick, solved_day, start_process
+from tests.integration.serving_helpers import (
+    DAY,
+    clock_at,
+    node_counts,
+    node_plan,
+    pick,
+    solved_day,
+    start_process,
+)
 from trafficalloc.v1 import allocator_pb2 as pb
 
 
@@ -210,41 +219,84 @@ def test_report_delivery_counts_once_flags_over_plan_and_refuses_unplanned_lines
 
 
 def test_replan_keeps_every_count_and_never_exceeds_points_due(
-    client: AllocatorClient,
-    server,
-    redis_client: redis.Redis,  # type: ignore[no-untyped-def]
+    servers: ServerFactory, redis_client: redis.Redis
 ) -> None:
+    server = servers.start(clock=clock_at(11, 30))  # the re-plan from 11 is made during hour 11
     prefix = server.settings.key_prefix
-    first = solved_day(client)
-    shown = drain(client, 10, count=30) + drain(client, 11, count=30)
-    before = {h: node_counts(redis_client, prefix, h) for h in (10, 11)}
-    request = pb.ReplanRequest(request_id="rp-1", date=DATE, from_hour=11)
-    out = client.replan(request)
-    assert out.previous_plan_id == first and out.plan.active and out.from_hour == 11 and not out.replayed
-    assert out.plan.plan_id != first
-    assert out.delivered_impressions == len(shown)
-    assert client.get_active_plan(pb.GetActivePlanRequest(date=DATE)).plan.plan_id == out.plan.plan_id
-    again = client.replan(request)
-    assert again.replayed and again.plan.plan_id == out.plan.plan_id
-    assert {h: node_counts(redis_client, prefix, h) for h in (10, 11)} == before  # the swap moved nothing
-    time.sleep(1.1)  # every replica picks up the new plan within the refresh interval
-    for hour in (11, 12):
-        shown += drain(client, hour, count=30) + drain(client, hour, channel=PAY, count=30)
-    total = 0
-    for i in range(30):
-        d = client.get_delivery(pb.GetDeliveryRequest(merchant_id=f"m{i}", date=DATE))
-        assert d.plan_id == out.plan.plan_id
-        assert d.points_due > 0 and d.delivered_millipoints <= d.points_due * 1000  # never more than due
-        for line in d.lines:
-            assert line.delivered_impressions <= line.planned_impressions
-            total += line.delivered_impressions
-    assert total == sum(1 for m in shown if not m.free)  # every shown impression counted, once
+    with AllocatorClient(server.target, timeout=60) as client:
+        client.wait_until_serving(20)
+        first = solved_day(client)
+        shown = drain(client, 10, count=30) + drain(client, 11, count=30)
+        before = {h: node_counts(redis_client, prefix, h) for h in (10, 11)}
+        request = pb.ReplanRequest(request_id="rp-1", date=DATE, from_hour=11)
+        out = client.replan(request)
+        assert out.previous_plan_id == first and out.plan.active and out.from_hour == 11 and not out.replayed
+        assert out.plan.plan_id != first
+        assert out.delivered_impressions == len(shown)
+        assert client.get_active_plan(pb.GetActivePlanRequest(date=DATE)).plan.plan_id == out.plan.plan_id
+        again = client.replan(request)
+        assert again.replayed and again.plan.plan_id == out.plan.plan_id
+        assert {h: node_counts(redis_client, prefix, h) for h in (10, 11)} == before  # the swap moved nothing
+        time.sleep(1.1)  # every replica picks up the new plan within the refresh interval
+        for hour in (11, 12):
+            shown += drain(client, hour, count=30) + drain(client, hour, channel=PAY, count=30)
+        total = 0
+        for i in range(30):
+            d = client.get_delivery(pb.GetDeliveryRequest(merchant_id=f"m{i}", date=DATE))
+            assert d.plan_id == out.plan.plan_id
+            assert d.points_due > 0 and d.delivered_millipoints <= d.points_due * 1000  # never more than due
+            for line in d.lines:
+                assert line.delivered_impressions <= line.planned_impressions
+                total += line.delivered_impressions
+        assert total == sum(1 for m in shown if not m.free)  # every shown impression counted, once
+
+
+def test_replan_refuses_a_day_or_an_hour_already_over_and_changes_nothing(
+    servers: ServerFactory, redis_client: redis.Redis
+) -> None:
+    """An explicit from_hour does not bypass the clock: a day already over, or an hour of today before the
+    current one, is FAILED_PRECONDITION naming the field, and nothing is stored, recorded or activated."""
+    now = servers.start(clock=clock_at(14, 20))  # two replicas on one Redis, their clocks a day apart
+    tomorrow = servers.start(clock=clock_at(10, day=DAY + dt.timedelta(days=1)))
+    prefix = now.settings.key_prefix
+    with AllocatorClient(now.target, timeout=60) as cn, AllocatorClient(tomorrow.target, timeout=60) as ct:
+        cn.wait_until_serving(20)
+        ct.wait_until_serving(20)
+        first = solved_day(cn)
+        before = {k: redis_client.dump(k) for k in sorted(redis_client.scan_iter(f"{prefix}:*"))}
+        refusals = [
+            (ct, pb.ReplanRequest(request_id="over-1", date=DATE, from_hour=15), "date", "is over"),
+            (
+                ct,
+                pb.ReplanRequest(request_id="over-2", date=DATE, from_hour=0, dry_run=True),
+                "date",
+                "is over",
+            ),
+            (ct, pb.ReplanRequest(request_id="over-3", date=DATE), "date", "is over"),
+            (
+                cn,
+                pb.ReplanRequest(request_id="over-4", date=DATE, from_hour=13),
+                "from_hour",
+                "current hour is 14",
+            ),
+        ]
+        for c, request, name, says in refusals:
+            with pytest.raises(AllocatorError) as err:
+                c.replan(request)
+            assert err.value.code.name == "FAILED_PRECONDITION", (request, err.value)
+            assert [f for f, _ in err.value.field_violations] == [name] and says in str(err.value), err.value
+        after = {k: redis_client.dump(k) for k in sorted(redis_client.scan_iter(f"{prefix}:*"))}
+        assert after == before  # no plan stored, no request id recorded, the active plan untouched
+        assert cn.get_active_plan(pb.GetActivePlanRequest(date=DATE)).plan.plan_id == first
+        # the current hour itself, and by default, is still the rest of today
+        assert cn.replan(pb.ReplanRequest(date=DATE, from_hour=14, dry_run=True)).from_hour == 14
+        assert cn.replan(pb.ReplanRequest(date=DATE, dry_run=True)).from_hour == 14
 
 
 def test_a_replan_under_load_loses_nothing(servers: ServerFactory, redis_client: redis.Redis) -> None:
     """Two replicas pick from many threads while a third call re-plans: every merchant returned is
     counted exactly once, and no line or redemption goes past any plan's limits."""
-    a, b = servers.start(), servers.start()
+    a, b = servers.start(clock=clock_at(10, 59)), servers.start(clock=clock_at(10, 59))
     prefix = a.settings.key_prefix
     with AllocatorClient(a.target, timeout=60) as ca, AllocatorClient(b.target, timeout=60) as cb:
         ca.wait_until_serving(20)

@@ -13,7 +13,7 @@ from allocator.problem import build_problem
 from allocator_client import AllocatorClient
 from tests.integration.conftest import ServerFactory
 from tests.integration.helpers import DATE, redemption
-from tests.integration.serving_helpers import pick, solved_day
+from tests.integration.serving_helpers import clock_at, pick, solved_day
 from tests.unit.builders import elig, inputs, node, red
 from trafficalloc.v1 import allocator_pb2 as pb
 
@@ -21,7 +21,7 @@ from trafficalloc.v1 import allocator_pb2 as pb
 def test_solves_and_replans_run_in_a_child_process_that_stops_with_the_server(servers: ServerFactory) -> None:
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
-    srv = servers.start(solve_process=True)
+    srv = servers.start(solve_process=True, clock=clock_at(12))  # the re-plan below is from hour 12
     with AllocatorClient(srv.target, timeout=120) as c:
         c.wait_until_serving(20)
         plan_id = solved_day(c)

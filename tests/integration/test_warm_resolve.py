@@ -3,6 +3,7 @@ prices (optimise/paid_warm.py) and reach the optimum a cold solve of the same in
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from bench.solve_rpc import moved_inventory
 from trafficalloc.v1 import allocator_pb2 as pb
 
 from .conftest import ServerFactory
+from .serving_helpers import clock_at
 
 DATE = "2026-12-09"
 
@@ -120,13 +122,16 @@ def test_a_plan_stored_without_warm_prices_starts_warm_from_its_per_mille_values
 
 
 def test_a_replan_starts_warm_from_the_active_plan(
-    client: AllocatorClient, caplog: pytest.LogCaptureFixture
+    servers: ServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="allocator")
-    apply_scenario(client, generate_day(DATE, merchants=400, free_merchants=100, seed=6))
-    client.solve(pb.SolveRequest(start_date=DATE))
-    # from the first hour with nothing delivered yet: the rest of the day is the day the plan was made for
-    out = client.replan(pb.ReplanRequest(date=DATE, from_hour=0))
+    server = servers.start(clock=clock_at(0, day=dt.date.fromisoformat(DATE)))  # Replan refuses past hours
+    with AllocatorClient(server.target, timeout=60) as client:
+        client.wait_until_serving(20)
+        apply_scenario(client, generate_day(DATE, merchants=400, free_merchants=100, seed=6))
+        client.solve(pb.SolveRequest(start_date=DATE))
+        # from the first hour with nothing delivered yet: the rest of the day is the day the plan was made for
+        out = client.replan(pb.ReplanRequest(date=DATE, from_hour=0))
     assert out.plan.active
     rounds = _warm_rounds(caplog, "re-planned")
     assert len(rounds) == 1 and rounds[0] >= 1

@@ -40,6 +40,7 @@ from allocator.store.embedded import find_redis_server, free_port
 from allocator_client import AllocatorClient
 from allocator_client.errors import AllocatorError
 from tests.integration.helpers import DATE, HOME, eligibility, inventory, redemption
+from tests.integration.serving_helpers import clock_at
 from tests.security.certs import Pki, make_pki
 from trafficalloc.v1 import allocator_pb2 as pb
 
@@ -249,7 +250,9 @@ class Servers:
     logs: LogCapture
     running: list[App] = field(default_factory=list)
 
-    def start(self, redis_url: str, *, wait: bool = True, **overrides: Any) -> App:
+    def start(
+        self, redis_url: str, *, wait: bool = True, clock: Callable[[], float] = time.time, **overrides: Any
+    ) -> App:
         fields: dict[str, Any] = {
             "listen": "127.0.0.1:0",
             "redis_url": redis_url,
@@ -259,7 +262,7 @@ class Servers:
             "solve_time_limit_s": 10.0,
         }
         fields.update(overrides)
-        app = start_app(Settings(**fields))
+        app = start_app(Settings(**fields), clock=clock)
         self.running.append(app)
         if wait:
             assert app.ready.wait(30), "server did not become SERVING"
@@ -280,8 +283,9 @@ def acc_servers(tmp_path_factory: pytest.TempPathFactory, acc_logs: LogCapture) 
 
 @pytest.fixture(scope="module")
 def acc_server(acc_servers: Servers, acc_redis: SecuredRedis, acc_access_file: pathlib.Path) -> App:
-    """Plaintext gRPC with tokens; Redis through the default user's password."""
-    return acc_servers.start(acc_redis.url(), access_file=acc_access_file)
+    """Plaintext gRPC with tokens; Redis through the default user's password. Its clock stands at noon of
+    DATE: the ops role's re-plan from hour 12 (Replan refuses days and hours already over)."""
+    return acc_servers.start(acc_redis.url(), access_file=acc_access_file, clock=clock_at(12))
 
 
 @pytest.fixture
