@@ -16,9 +16,19 @@ import typer
 from typer.core import TyperGroup
 
 from allocator_client import render
-from allocator_client.cli_common import CliState, connect, console, report_error, state, tomorrow
+from allocator_client.cli_common import (
+    MAX_TIMEOUT_S,
+    CliState,
+    connect,
+    console,
+    finite,
+    report_error,
+    state,
+    tomorrow,
+)
 from allocator_client.cli_explain import availability
 from allocator_client.cli_inputs import eligibility_app, inventory_app, read_json, redemption_app
+from allocator_client.cli_paths import check_output_file, write_failed
 from allocator_client.cli_plans import allocation_app, plan_app, rules, solve
 from allocator_client.cli_report import report
 from allocator_client.errors import AllocatorError
@@ -62,9 +72,14 @@ def _global_options(
     target: Annotated[
         str, typer.Option(envvar="ALLOCATOR_TARGET", help="Server address host:port.")
     ] = "127.0.0.1:50051",
-    timeout: Annotated[float, typer.Option(min=0.1, help="Deadline of each call, seconds.")] = 10.0,
+    timeout: Annotated[
+        float,
+        typer.Option(min=0.1, max=MAX_TIMEOUT_S, callback=finite, help="Deadline of each call, seconds."),
+    ] = 10.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print responses as JSON.")] = False,
 ) -> None:
+    if not target.strip():  # gRPC would fail every call with UNKNOWN "Failed to create channel"
+        raise typer.BadParameter("must name the server, host:port", param_hint="--target")
     ctx.obj = CliState(target=target, timeout=timeout, json_output=json_output)
 
 
@@ -111,6 +126,7 @@ def generate(
     ] = False,
 ) -> None:
     """Write a realistic generated day (diurnal supply, paid demand at 85-95 % of paid supply)."""
+    check_output_file(out, "--out")
     rules_response = None
     if server_rules:
         with connect(ctx) as client:
@@ -126,7 +142,10 @@ def generate(
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    dump_scenario(scenario, out)
+    try:
+        dump_scenario(scenario, out)
+    except OSError as error:
+        raise write_failed(out, error) from None
     summary = {
         "scenario": scenario.name,
         "date": scenario.date,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import pathlib
 from collections.abc import Callable, Iterator, Sequence
@@ -32,12 +33,33 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 EXIT_OK, EXIT_OTHER, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
+# Number options checked while parsing (exit 2), where the server cannot check them or a bad value would
+# only surface as an unrelated error: a deadline of inf or ~1e10 s makes gRPC fail the call at once with
+# DEADLINE_EXCEEDED (a day is surely a typo), a solve's time limit is the server's 0..3600 (docs/api.md),
+# and an int64 field cannot carry a larger integer at all.
+MAX_TIMEOUT_S = 86_400.0
+MAX_TIME_LIMIT_S = 3_600.0
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _EXIT_CODES = {
     grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND,
     grpc.StatusCode.INVALID_ARGUMENT: EXIT_REJECTED,
     grpc.StatusCode.FAILED_PRECONDITION: EXIT_REJECTED,
     grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
 }
+
+
+def finite(value: float) -> float:
+    """Option callback: refuse nan and infinities, which a min/max range alone may let through."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+def int64(value: int, option: str, meaning: str) -> int:
+    """An integer bound for an int64 field, or a usage error saying what the API takes (`meaning`)."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise typer.BadParameter(f"{value} is out of range; {meaning}", param_hint=option)
+    return value
 
 
 def exit_code_for(code: grpc.StatusCode) -> int:

@@ -16,6 +16,7 @@ from allocator_client.cli_common import (
     collect_pages,
     connect,
     emit,
+    int64,
     parse_channel,
     parse_channels,
     parse_program,
@@ -48,6 +49,8 @@ def read_json(path: Path) -> Any:
 
 
 def _parse(data: Any, message: Any, what: str) -> Any:
+    if not isinstance(data, dict):  # the parser would fail on it with a TypeError, not a ParseError
+        raise typer.BadParameter(f"bad {what}: expected a JSON object, got {json.dumps(data)[:40]}")
     try:
         return json_format.ParseDict(data, message)
     except json_format.ParseError as error:
@@ -147,7 +150,7 @@ def redemption_record(
         request_id=request_id,
         merchant_id=merchant,
         program=parse_program(program),
-        points=points,
+        points=int64(points, "--points", "a redemption takes 1..10^12 points"),
         channels=parse_channels(channel),
         flight_start_date=start,
         flight_end_date=end or start,
@@ -231,6 +234,8 @@ def eligibility_set(
         raise typer.BadParameter("give either --file or --merchant")
     if file is not None:
         entries = _entries_from_file(file)
+        if not entries:  # the server takes 1..10,000 entries a call: nothing to send is not a success
+            raise typer.BadParameter(f"{file} holds no eligibility entries", param_hint="--file")
     else:
         entries = [
             pb.DailyPromotionEligibility(

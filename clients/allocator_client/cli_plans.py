@@ -10,7 +10,16 @@ import grpc
 import typer
 
 from allocator_client import render
-from allocator_client.cli_common import collect_pages, connect, console, emit, parse_channel, state
+from allocator_client.cli_common import (
+    MAX_TIME_LIMIT_S,
+    collect_pages,
+    connect,
+    console,
+    emit,
+    finite,
+    parse_channel,
+    state,
+)
 from allocator_client.errors import AllocatorError
 from trafficalloc.v1 import allocator_pb2 as pb
 
@@ -25,7 +34,12 @@ def solve(
     start: Annotated[str, typer.Option(help="First date to plan, YYYY-MM-DD.")],
     end: Annotated[str, typer.Option(help="Last date (default: start).")] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Solve and cache, do not activate.")] = False,
-    time_limit: Annotated[float, typer.Option(min=0, help="Solver time limit, s (0: server default).")] = 0.0,
+    time_limit: Annotated[
+        float,
+        typer.Option(
+            min=0, max=MAX_TIME_LIMIT_S, callback=finite, help="Solver time limit, s (0: server default)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Solve a date or a range and (unless --dry-run) activate the plan, showing the server's progress.
 

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from allocator_client.cli_common import EXIT_OTHER, connect, console, err_console, state
+from allocator_client.cli_paths import check_output_dir, write_failed
 from allocator_client.report import MissingReportDependency, require_matplotlib, write_report
 from trafficalloc.v1 import allocator_pb2 as pb
 
@@ -37,10 +38,14 @@ def report(
     except MissingReportDependency as error:
         err_console.print(f"[bold red]error[/]: {escape(str(error))}")
         raise typer.Exit(EXIT_OTHER) from None
+    check_output_dir(out, "--out")  # before the call: a bad path is a usage error, not a lost report
     options = state(ctx)
     with connect(ctx) as client:
         response = client.get_plan_report(pb.GetPlanReportRequest(plan_id=plan_id, date=date))
-    png, html = write_report(response, out)
+    try:
+        png, html = write_report(response, out)
+    except OSError as error:
+        raise write_failed(Path(error.filename or out), error) from None
     if options.json_output:
         typer.echo(json.dumps({"plan_id": response.plan.plan_id, "png": str(png), "html": str(html)}))
     else:

@@ -47,6 +47,8 @@ _REGION_WEIGHT = {
     "northwest": 0.45,
 }
 Rules = pb.GetRulesResponse | Mapping[int, float] | None
+# Eligibility windows reach this many days before and after the generated date (flights: 3 each way).
+_DAYS_BEFORE, _DAYS_AFTER = 10, 20
 
 
 def diurnal(hour: int) -> float:
@@ -83,6 +85,27 @@ def _rule_tables(rules: Rules) -> RuleTables:
     return {pb.Channel.ValueType(c): share for c, share in rules.items()}, prices, dict(_FALLBACK_PROGRAMS)
 
 
+def _check_inputs(day: dt.date, merchants: int, free_merchants: int, regions: tuple[str, ...]) -> None:
+    """Refuse, with a ValueError naming the input, what would make no day or crash the generator: no
+    region (no supply to balance demand against), a repeated or empty region (duplicate supply nodes the
+    server refuses), negative counts, and a date whose eligibility windows leave the calendar."""
+    if not regions or not all(r.strip() for r in regions):
+        raise ValueError("give at least one region, none of them empty")
+    repeated = sorted({r for r in regions if regions.count(r) > 1})
+    if repeated:
+        raise ValueError(f"regions must not repeat: {', '.join(repeated)}")
+    if merchants < 0 or free_merchants < 0:
+        raise ValueError(f"merchant counts must be >= 0, got {merchants} paid and {free_merchants} free")
+    first = dt.date.min + dt.timedelta(days=_DAYS_BEFORE)
+    last = dt.date.max - dt.timedelta(days=_DAYS_AFTER)
+    if not first <= day <= last:
+        raise ValueError(
+            f"date {day.isoformat()}: the generated flights and eligibility windows run from "
+            f"{_DAYS_BEFORE} days before to {_DAYS_AFTER} days after it, so it must be within "
+            f"{first.isoformat()}..{last.isoformat()}"
+        )
+
+
 def _pick(rng: random.Random, items: Sequence[str], weights: Sequence[float], k: int) -> list[str]:
     """k distinct items, drawn with the given weights."""
     pool, w, chosen = list(items), list(weights), []
@@ -107,6 +130,8 @@ def _balance(
     cells = [[(c, r) for c in request.channels for r in request.regions] for request in requests]
     totals = [sum(supply[k] for k in keys) for keys in cells]
     sizes = list(sizes)
+    if not sizes or not sum(supply.values()):  # no paid merchant, or no paid supply: nothing to balance
+        return sizes
     for _ in range(10):
         load = dict.fromkeys(supply, 0.0)
         for size, keys, total in zip(sizes, cells, totals, strict=True):
@@ -138,6 +163,8 @@ def generate_day(
     from allocator_client.scenario import Scenario
 
     day = dt.date.fromisoformat(date) if isinstance(date, str) else date
+    regions = tuple(regions)
+    _check_inputs(day, merchants, free_merchants, regions)
     rng = random.Random(seed)
     shares, default_prices, program_channels = _rule_tables(rules)
     region_weight = {r: _REGION_WEIGHT.get(r, rng.uniform(0.4, 1.5)) for r in regions}
@@ -215,8 +242,8 @@ def generate_day(
             merchant_id=f"free-{index:05d}",
             weight=float(rng.choices((1, 2, 3), weights=(0.6, 0.3, 0.1))[0]),
             regions=_pick(rng, regions, weights, rng.randint(1, 3)),
-            valid_from_date=(day - dt.timedelta(days=rng.randint(0, 10))).isoformat(),
-            valid_to_date=(day + dt.timedelta(days=rng.randint(0, 20))).isoformat(),
+            valid_from_date=(day - dt.timedelta(days=rng.randint(0, _DAYS_BEFORE))).isoformat(),
+            valid_to_date=(day + dt.timedelta(days=rng.randint(0, _DAYS_AFTER))).isoformat(),
         )
         if shared and rng.random() < 0.2:
             entry.channels.extend(sorted(rng.sample(shared, rng.randint(1, min(2, len(shared))))))

@@ -95,6 +95,8 @@ def _parse_list(data: dict[str, Any], key: str, message_type: type[M]) -> list[M
         raise ValueError(f"'{key}' must be a list")
     parsed: list[M] = []
     for index, item in enumerate(items):
+        if not isinstance(item, dict):  # ParseDict would raise a TypeError, not a ParseError
+            raise ValueError(f"{key}[{index}]: expected a JSON object")
         try:
             parsed.append(json_format.ParseDict(item, message_type()))
         except json_format.ParseError as error:

@@ -185,3 +185,65 @@ def test_explain_and_availability(target: str, client: AllocatorClient) -> None:
     bad = cli(target, "availability", "--program", "luoma", "--channel", "search", "--region", "north",
               "--start", DATE)  # fmt: skip
     assert bad.exit_code == 4 and "channels[0]" in bad.stderr
+
+
+def usage_error(result: Result, *phrases: str) -> None:
+    """Exit 2 with a message, never a traceback (a crash is exit 1 with the exception kept)."""
+    assert result.exit_code == 2, (result.output, result.exception)
+    text = " ".join(result.stderr.replace("│", " ").split())  # the error panel wraps long lines
+    for phrase in phrases:
+        assert phrase in text, text
+
+
+def test_numbers_the_api_cannot_take_are_usage_errors(target: str, tmp_path: Path) -> None:
+    record = ["redemption", "record", "--merchant", "m1", "--program", "star", "--channel", "home",
+              "--region", "east", "--start", DATE, "--points"]  # fmt: skip
+    for points in ("99999999999999999999", "-99999999999999999999"):  # past int64: cannot even be sent
+        usage_error(cli(target, *record, points), "--points", "out of range", "1..10^12")
+    assert cli(target, *record, "0").exit_code == 4  # representable: the server names every bad field
+    for limit in ("inf", "nan", "3601"):  # the server's 0..3600; inf made the deadline inf
+        usage_error(cli(target, "solve", "--start", DATE, "--time-limit", limit), "--time-limit")
+    for timeout in ("inf", "nan", "1e12"):  # gRPC fails such a deadline at once with DEADLINE_EXCEEDED
+        result = CliRunner().invoke(app, ["--target", target, "--timeout", timeout, "rules"])
+        usage_error(result, "--timeout")
+    usage_error(CliRunner().invoke(app, ["--target", "", "rules"]), "--target")
+    assert "redemptions" not in ok_json(cli(target, "redemption", "list"))  # nothing was recorded
+
+
+def test_empty_or_malformed_input_files_are_usage_errors(target: str, tmp_path: Path) -> None:
+    empty, scalar = tmp_path / "empty.json", tmp_path / "scalar.json"
+    empty.write_text("[]")
+    scalar.write_text("[5]")
+    usage_error(cli(target, "eligibility", "set", "--file", str(empty)), "--file", "no eligibility entries")
+    usage_error(cli(target, "eligibility", "set", "--file", str(scalar)), "entry 0", "JSON object")
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"date": DATE, "inventory": [5]}))
+    usage_error(cli(target, "load", str(scenario)), "inventory[0]", "JSON object")
+    assert "entries" not in ok_json(cli(target, "eligibility", "list"))  # nothing was sent
+
+
+def test_generate_refuses_what_it_cannot_make_or_write(tmp_path: Path) -> None:
+    def generate(*args: str) -> Result:  # local: no server is called
+        return CliRunner().invoke(app, ["--json", "generate", *args])
+
+    out = tmp_path / "day.json"
+    small = ["--merchants", "3", "--free-merchants", "2"]
+    usage_error(generate("--out", str(out), "--regions", ","), "at least one region")
+    usage_error(generate("--out", str(out), "--regions", "east,east"), "must not repeat: east")
+    for date in ("9999-12-31", "0001-01-01"):  # its flights and eligibility windows leave the calendar
+        usage_error(generate("--out", str(out), "--date", date, *small), "0001-01-11..9999-12-11")
+    usage_error(generate("--out", str(tmp_path / "missing" / "day.json"), *small), "does not exist")
+    usage_error(generate("--out", str(tmp_path), *small), "is a directory")
+    (tmp_path / "plain").write_text("")
+    usage_error(generate("--out", str(tmp_path / "plain" / "day.json"), *small), "not a directory")
+    assert not out.exists()
+    if Path("/dev/full").exists():  # a write that fails after the checks: an I/O error, exit 1, no traceback
+        full = generate("--out", "/dev/full", *small)
+        assert full.exit_code == 1 and isinstance(full.exception, SystemExit), full.exception
+        assert "cannot write /dev/full" in full.stderr
+    # no paid merchant: a day of daily-promotion merchants only
+    free_only = ok_json(
+        generate("--out", str(out), "--date", DATE, "--merchants", "0", "--free-merchants", "4")
+    )
+    assert (free_only["redemptions"], free_only["eligibility"], free_only["supply_nodes"]) == (0, 4, 576)
+    assert load_scenario(out).redemptions == []

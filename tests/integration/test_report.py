@@ -181,6 +181,23 @@ def test_report_errors(server: RunningServer, client: AllocatorClient, tmp_path:
     assert not Path(out).exists()
 
 
+def test_a_bad_out_path_is_a_usage_error_before_the_call_and_a_failed_write_exit_1(
+    server: RunningServer, solved: pb.GetPlanReportResponse, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain"
+    plain.write_text("keep me")
+    for out in (plain, plain / "sub"):  # a file, or under one: refused before GetPlanReport, exit 2
+        result = cli(server.target, "report", "--date", DATE, "--out", str(out))
+        assert result.exit_code == 2, (result.output, result.exception)
+        assert "--out" in result.stderr and "directory" in result.stderr
+    assert plain.read_text() == "keep me"
+    blocked = tmp_path / "blocked"
+    (blocked / "plan.png").mkdir(parents=True)  # the write itself fails: an I/O error, not a traceback
+    result = cli(server.target, "report", "--date", DATE, "--out", str(blocked), json_output=False)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "cannot write" in result.stderr and "plan.png" in result.stderr
+
+
 def test_missing_matplotlib_is_a_clear_error(
     server: RunningServer, client: AllocatorClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
