@@ -34,7 +34,9 @@ def group_sums(groups: np.ndarray, values: I64, n_groups: int) -> np.ndarray:
     (an object array), never a wrapped sum."""
     values = np.asarray(values, dtype=np.int64)
     rough = np.bincount(groups, weights=values.astype(np.float64), minlength=n_groups)
-    if rough.size == 0 or rough.max() < _FITS:
+    if rough.size == 0 or rough.max() < 2**53:  # every partial sum an integer below 2^53: exact in float64
+        return rough.astype(np.int64)
+    if rough.max() < _FITS:
         exact = np.zeros(n_groups, np.int64)
         np.add.at(exact, groups, values)
         return exact
