@@ -128,9 +128,10 @@ class AllocatorServicer(ServingRpcs, pb_grpc.AllocatorServiceServicer):
         prior = self.records.writer.previous(self.keys.redemption_request(request.request_id), digest)
         if prior is None:
             redemption = self._redemption(request.redemption_id)
+            changed = redemption.status != pb.REDEMPTION_STATUS_CANCELLED  # cancelled already: no write
             redemption.status = pb.REDEMPTION_STATUS_CANCELLED
             response = pb.CancelRedemptionResponse(redemption=redemption).SerializeToString()
-            prior = self.records.update_redemption(request.request_id, digest, redemption, response)
+            prior = self.records.update_redemption(request.request_id, digest, redemption, response, changed)
         return pb.CancelRedemptionResponse.FromString(prior.response)
 
     @rpc_boundary

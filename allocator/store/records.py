@@ -57,13 +57,18 @@ class RecordStore:
         return self._writer.commit(self._k.redemption_request(request_id), digest, response, ops)
 
     def update_redemption(
-        self, request_id: str, digest: str, redemption: pb.Redemption, response: bytes
+        self, request_id: str, digest: str, redemption: pb.Redemption, response: bytes, changed: bool = True
     ) -> CommitResult:
+        """Store the redemption (when `changed`) and the request's answer in one script. An unchanged
+        redemption writes only the answer: the generation, and with it every cached plan's fingerprint,
+        stays as it is."""
         ops = [
             Op("HSET", self._k.redemptions(), redemption.redemption_id, redemption.SerializeToString()),
             Op("INCR", self._k.redemptions_generation()),
         ]
-        return self._writer.commit(self._k.redemption_request(request_id), digest, response, ops)
+        return self._writer.commit(
+            self._k.redemption_request(request_id), digest, response, ops if changed else []
+        )
 
     def redemption(self, redemption_id: str) -> pb.Redemption | None:
         raw = cast(bytes | None, self._r.hget(self._k.redemptions(), redemption_id))

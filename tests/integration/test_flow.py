@@ -130,6 +130,26 @@ def test_cancelled_redemption_leaves_the_next_plan(client: AllocatorClient) -> N
     assert err.value.code == grpc.StatusCode.NOT_FOUND
 
 
+def test_cancelling_a_cancelled_redemption_again_changes_nothing(client: AllocatorClient) -> None:
+    """Found by review: a second cancel (a new request id) rewrote the record and bumped the generation,
+    so the next Solve of unchanged inputs missed the plan cache and solved again."""
+    seed(client)
+    rec = client.record_redemption(redemption("r-cc", "m-cc", 700)).redemption
+    first = pb.CancelRedemptionRequest(request_id="cc-1", redemption_id=rec.redemption_id)
+    client.cancel_redemption(first)
+    plan = client.solve(pb.SolveRequest(start_date=DATE)).plan
+    again = client.cancel_redemption(
+        pb.CancelRedemptionRequest(request_id="cc-2", redemption_id=rec.redemption_id)
+    )
+    assert again.redemption.status == pb.REDEMPTION_STATUS_CANCELLED
+    resolved = client.solve(pb.SolveRequest(start_date=DATE)).plan
+    assert resolved.plan_id == plan.plan_id and resolved.cache_hit
+    # the second request id is remembered like any write: the same id with other content is a conflict
+    with pytest.raises(AllocatorError) as err:
+        client.cancel_redemption(pb.CancelRedemptionRequest(request_id="cc-2", redemption_id="rdm-other"))
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_lists_paginate_in_order(client: AllocatorClient) -> None:
     for i in range(25):
         client.record_redemption(redemption(f"p-{i}", f"m-{i % 3}", 10 + i))
