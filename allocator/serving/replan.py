@@ -68,9 +68,9 @@ def replan_problem(
         if not r.flight_start <= date <= r.flight_end:
             continue
         due = points_due(r, [date])
-        left = due - delivered.points_of(r.redemption_id)
-        if left <= 0:
-            continue  # delivered in full: no line of it is served again today
+        # delivered in full: kept, due 0, so it plans no line but its merchant stays in the plan (asked
+        # what it gets, it is answered "nothing more today", not NOT_FOUND as if it had no redemption)
+        left = max(0, due - delivered.points_of(r.redemption_id))
         full_due[r.redemption_id] = due
         # the same redemption as a one-day flight due what is left, so the validator checks it as such
         redemptions.append(dataclasses.replace(r, points=left, flight_start=date, flight_end=date))

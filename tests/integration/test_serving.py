@@ -251,6 +251,35 @@ def test_replan_keeps_every_count_and_never_exceeds_points_due(
         assert total == sum(1 for m in shown if not m.free)  # every shown impression counted, once
 
 
+def test_a_merchant_delivered_in_full_before_a_replan_is_still_answered(
+    servers: ServerFactory,
+) -> None:
+    """Found by review: a redemption delivered in full dropped out of the re-plan, and its merchant's
+    allocation and explanation on the new active plan were NOT_FOUND, as if it had bought nothing. It
+    stays in the plan, due 0: nothing more today, answered as such."""
+    server = servers.start(clock=clock_at(12, 30))
+    with AllocatorClient(server.target, timeout=60) as client:
+        client.wait_until_serving(20)
+        solved_day(client)
+        planned = node_plan(client, 12, channel=PAY)
+        line = next(f for f in planned if f.startswith("p:"))
+        merchant = client.get_redemption(
+            pb.GetRedemptionRequest(redemption_id=line[2:])
+        ).redemption.merchant_id
+        done = pb.DeliveryCount(merchant_id=merchant, redemption_id=line[2:], impressions=10**9)
+        client.report_delivery(
+            pb.ReportDeliveryRequest(
+                request_id="all-of-it", date=DATE, hour=12, channel=PAY, region="north", deliveries=[done]
+            )
+        )
+        out = client.replan(pb.ReplanRequest(request_id="rp-full", date=DATE))
+        assert out.plan.active
+        got = client.get_merchant_allocation(pb.GetMerchantAllocationRequest(merchant_id=merchant, date=DATE))
+        assert got.plan_id == out.plan.plan_id and got.points_due == 0 and not got.paid
+        why = client.explain_allocation(pb.ExplainAllocationRequest(merchant_id=merchant, date=DATE))
+        assert [r.points_under_delivered for r in why.redemptions] == [0]
+
+
 def test_replan_refuses_a_day_or_an_hour_already_over_and_changes_nothing(
     servers: ServerFactory, redis_client: redis.Redis
 ) -> None:

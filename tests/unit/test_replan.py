@@ -27,8 +27,8 @@ def test_replan_keeps_later_hours_less_what_was_delivered() -> None:
     assert [n.capacity for n in rp.inputs.nodes] == [750, 1000]  # the current hour less what it carried
     assert rp.node_limit.tolist() == [1000, 1000]
     due = {r.redemption_id: r.points for r in rp.inputs.redemptions}
-    assert due == {"a": 2000 - 901, "b": 600}  # rounded up; c was delivered in full and drops out
-    assert sorted(rp.demand_budget.tolist()) == [600, 2000]  # the serving cap is still the full due
+    assert due == {"a": 2000 - 901, "b": 600, "c": 0}  # rounded up; c was delivered in full: due 0
+    assert sorted(rp.demand_budget.tolist()) == [300, 600, 2000]  # the serving cap is still the full due
     assert rp.problem.free_cap.tolist() == [1000 - 120]
     plan = solve(rp.problem, SolveParams())
     assert_plan_feasible(rp.inputs, rp.problem, plan)
@@ -38,6 +38,9 @@ def test_replan_keeps_later_hours_less_what_was_delivered() -> None:
         rp, delivered, plan.paid_demand, plan.paid_node, plan.free_merchant, plan.free_node
     )
     src = rp.problem.source_of_demands()
+    # c stays in the plan (its merchant is answered "nothing more today"), with no arc: no line to serve
+    c_demand = next(i for i, r in enumerate(src.tolist()) if rp.inputs.redemptions[r].redemption_id == "c")
+    assert c_demand not in plan.paid_demand.tolist() and plan.demand_under[c_demand] == 0
     for d, s, base in zip(plan.paid_demand, plan.paid_node, paid_base, strict=True):
         rid = rp.inputs.redemptions[src[d]].redemption_id
         assert base == (200 if (rid, rp.inputs.nodes[s].hour) == ("a", 10) else 0)
