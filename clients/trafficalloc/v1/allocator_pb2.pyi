@@ -2537,9 +2537,11 @@ class ReplanRequest(_message.Message):
     request_id: _builtins.str
     """Idempotency key, required."""
     date: _builtins.str
-    """The date, YYYY-MM-DD; it must have an active plan."""
+    """The date, YYYY-MM-DD; it must have an active plan and not be over in the service's time zone."""
     from_hour: _builtins.int
-    """First hour window re-planned, 0..23; unset means the current hour (its remaining capacity)."""
+    """First hour window re-planned, 0..23; unset means the current hour (its remaining capacity). Today, an
+    hour before the current one is refused (FAILED_PRECONDITION): it takes no more picks.
+    """
     time_limit_seconds: _builtins.float
     """Wall-clock limit of the solve; 0 means the server default."""
     dry_run: _builtins.bool
