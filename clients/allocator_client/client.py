@@ -104,11 +104,23 @@ class _BearerToken(
     intercept_stream_unary = intercept_stream_stream = _add
 
 
+NO_DEADLINE = 1e9  # seconds: from here up, no deadline (gRPC fails calls with ~1e10 s or inf at once)
+
+
+def _deadline(timeout: float) -> float | None:
+    """A call's timeout as gRPC takes it: None (no deadline) for inf and anything from NO_DEADLINE up."""
+    if not timeout > 0:  # also NaN
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    return None if timeout >= NO_DEADLINE else float(timeout)
+
+
 class AllocatorClient:
     """Synchronous, thread-safe client of the allocation service.
 
     ``timeout`` (seconds) is the default deadline of every call; each method takes ``timeout=`` to
-    override it. Pass ``channel`` to reuse one you own (it is then not closed by ``close()``).
+    override it. ``float("inf")`` (or anything from ``NO_DEADLINE`` seconds up) waits without a deadline;
+    zero, negative and NaN timeouts raise ValueError. Pass ``channel`` to reuse one you own (it is then
+    not closed by ``close()``).
     ``token`` is sent as ``authorization: Bearer <token>`` on every call. TLS is used when ``tls`` is true
     or any of ``root_certificates`` (PEM bytes of the CA; None: the system's), ``client_certificate`` and
     ``client_key`` (PEM bytes, for mutual TLS) is given.
@@ -127,7 +139,7 @@ class AllocatorClient:
         client_key: bytes | None = None,
     ) -> None:
         self.target = target
-        self.timeout = timeout
+        self.timeout: float | None = _deadline(timeout)  # None: no deadline
         self._owns_channel = channel is None
         if channel is None:
             if tls or root_certificates or client_certificate or client_key:
@@ -154,7 +166,7 @@ class AllocatorClient:
 
     def _call(self, rpc: Any, request: Any, timeout: float | None) -> Any:
         try:
-            return rpc(request, timeout=self.timeout if timeout is None else timeout)
+            return rpc(request, timeout=self.timeout if timeout is None else _deadline(timeout))
         except grpc.RpcError as error:
             raise AllocatorError.from_rpc_error(error) from None
 
@@ -278,7 +290,7 @@ class AllocatorClient:
         """Solve with progress: yields each phase as it starts; the last event (DONE) carries the plan."""
         try:
             for message in self._stub.SolveStream(
-                request, timeout=self.timeout if timeout is None else timeout
+                request, timeout=self.timeout if timeout is None else _deadline(timeout)
             ):
                 yield message.progress
         except grpc.RpcError as error:

@@ -202,3 +202,19 @@ def test_a_failed_solve_is_reported_and_never_activated(client: AllocatorClient)
         client.activate_plan(pb.ActivatePlanRequest(request_id="act-failed", plan_id=failed.plan_id))
     assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
     assert client.get_active_plan(pb.GetActivePlanRequest(date=DATE)).plan.plan_id == good.plan_id
+
+
+def test_a_client_without_a_deadline_reaches_the_server(server) -> None:  # type: ignore[no-untyped-def]
+    """Found by review: timeout=inf (meaning "no deadline") made gRPC fail every call at once with
+    DEADLINE_EXCEEDED. It now means no deadline; nonsense timeouts are refused where they are given."""
+    with AllocatorClient(server.target, timeout=float("inf")) as c:
+        assert c.timeout is None
+        c.wait_until_serving(20)
+        assert c.get_rules(pb.GetRulesRequest()).channels
+    with AllocatorClient(server.target) as c:
+        assert c.get_rules(pb.GetRulesRequest(), timeout=1e12).channels  # per call too
+        for bad in (0.0, -1.0, float("nan")):
+            with pytest.raises(ValueError):
+                c.get_rules(pb.GetRulesRequest(), timeout=bad)
+    with pytest.raises(ValueError):
+        AllocatorClient(server.target, timeout=float("nan"))
