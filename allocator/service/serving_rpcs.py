@@ -114,8 +114,10 @@ class ServingRpcs:
     def GetDelivery(self, request: pb.GetDeliveryRequest, context: Ctx) -> pb.GetDeliveryResponse:
         date = sv.check_delivery_query(request, self.limits)
         key = date.isoformat()
-        plan_id = self.planner.active_plan_id(date)
-        plan = self.engine.plan_lines(plan_id)
+        # the plan serving answers from (as picks and reports see it: an expired active plan is no plan)
+        plan = self.engine.active_lines(date)
+        if plan is None:
+            raise NotFound(f"no active plan for {key}; run Solve", resource=("plan", key))
         planned = plan.merchant_lines(request.merchant_id, date.toordinal())
         redemptions = self._redemptions_of(request.merchant_id, date)
         rids = [r.redemption_id for r in redemptions]
@@ -156,7 +158,7 @@ class ServingRpcs:
         return pb.GetDeliveryResponse(
             merchant_id=request.merchant_id,
             date=key,
-            plan_id=plan_id,
+            plan_id=plan.plan_id,
             lines=lines,
             points_due=due,
             delivered_millipoints=sum(budget[:-1]),

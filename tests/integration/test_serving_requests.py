@@ -201,6 +201,7 @@ def test_an_expired_active_plan_is_served_as_no_plan(
         plan_id = solved_day(a)
         rid, merchant, _ = paid_line(a, 12)
         assert pick(a, 12, 30, channel=PAY, count=1).plan_id == plan_id  # `held` has the plan in memory
+        assert a.get_delivery(pb.GetDeliveryRequest(merchant_id=merchant, date=DATE)).plan_id == plan_id
         # what the TTL does, without waiting for it (the date's pointer is left alone)
         assert redis_client.delete(keys.plan_data(plan_id), keys.plan_summary(plan_id)) == 2
         assert redis_client.hget(keys.active_plans(), DATE) == plan_id.encode()
@@ -213,6 +214,10 @@ def test_an_expired_active_plan_is_served_as_no_plan(
                 c.report_delivery(report("after-expiry", 12, rid, merchant, 1))
             assert err.value.code.name == "FAILED_PRECONDITION"
             assert [f for f, _ in err.value.field_violations] == ["date"]
+            # GetDelivery too: "no active plan" on both (a replica holding the plan kept answering from it)
+            with pytest.raises(AllocatorError) as err:
+                c.get_delivery(pb.GetDeliveryRequest(merchant_id=merchant, date=DATE))
+            assert err.value.code.name == "NOT_FOUND" and "no active plan" in err.value.message
         assert snapshot(redis_client, prefix) == before  # nothing counted, no answer stored
     warned = [r for r in caplog.records if r.levelno == logging.WARNING and plan_id in r.getMessage()]
     assert len(warned) == 2  # once per replica, not once per call
