@@ -31,6 +31,7 @@ from allocator_client.cli_inputs import eligibility_app, inventory_app, read_jso
 from allocator_client.cli_paths import check_output_file, write_failed
 from allocator_client.cli_plans import allocation_app, plan_app, rules, solve
 from allocator_client.cli_report import report
+from allocator_client.daygen import MAX_MERCHANTS
 from allocator_client.errors import AllocatorError
 from allocator_client.scenario import DEFAULT_REGIONS, Scenario, apply_scenario, dump_scenario, generate_day
 
@@ -117,8 +118,10 @@ def generate(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Scenario file to write.")],
     date: Annotated[str, typer.Option(help="The day, YYYY-MM-DD (default: tomorrow).")] = "",
-    merchants: Annotated[int, typer.Option(min=0, help="Paid merchants.")] = 5000,
-    free_merchants: Annotated[int, typer.Option(min=0, help="Daily-promotion merchants.")] = 2000,
+    merchants: Annotated[int, typer.Option(min=0, max=MAX_MERCHANTS, help="Paid merchants.")] = 5000,
+    free_merchants: Annotated[
+        int, typer.Option(min=0, max=MAX_MERCHANTS, help="Daily-promotion merchants.")
+    ] = 2000,
     regions: Annotated[str, typer.Option(help="Comma-separated regions.")] = ",".join(DEFAULT_REGIONS),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     server_rules: Annotated[

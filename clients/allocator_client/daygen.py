@@ -47,6 +47,9 @@ _REGION_WEIGHT = {
     "northwest": 0.45,
 }
 Rules = pb.GetRulesResponse | Mapping[int, float] | None
+# A generated day holds at most this many merchants of each kind (the 1M-merchant benchmark's scale; far
+# more only exhausts memory)
+MAX_MERCHANTS = 1_000_000
 # Eligibility windows reach this many days before and after the generated date (flights: 3 each way).
 _DAYS_BEFORE, _DAYS_AFTER = 10, 20
 
@@ -94,8 +97,11 @@ def _check_inputs(day: dt.date, merchants: int, free_merchants: int, regions: tu
     repeated = sorted({r for r in regions if regions.count(r) > 1})
     if repeated:
         raise ValueError(f"regions must not repeat: {', '.join(repeated)}")
-    if merchants < 0 or free_merchants < 0:
-        raise ValueError(f"merchant counts must be >= 0, got {merchants} paid and {free_merchants} free")
+    if not (0 <= merchants <= MAX_MERCHANTS and 0 <= free_merchants <= MAX_MERCHANTS):
+        raise ValueError(
+            f"merchant counts must be within 0..{MAX_MERCHANTS:,}, "
+            f"got {merchants} paid and {free_merchants} free"
+        )
     first = dt.date.min + dt.timedelta(days=_DAYS_BEFORE)
     last = dt.date.max - dt.timedelta(days=_DAYS_AFTER)
     if not first <= day <= last:

@@ -229,6 +229,8 @@ def test_generate_refuses_what_it_cannot_make_or_write(tmp_path: Path) -> None:
     out = tmp_path / "day.json"
     small = ["--merchants", "3", "--free-merchants", "2"]
     usage_error(generate("--out", str(out), "--regions", ","), "at least one region")
+    for option in ("--merchants", "--free-merchants"):  # used to run out of memory (killed, exit 137)
+        usage_error(generate("--out", str(out), option, "1000001"), "1000000")
     usage_error(generate("--out", str(out), "--regions", "east,east"), "must not repeat: east")
     for date in ("9999-12-31", "0001-01-01"):  # its flights and eligibility windows leave the calendar
         usage_error(generate("--out", str(out), "--date", date, *small), "0001-01-11..9999-12-11")
