@@ -19,6 +19,8 @@ I64 = npt.NDArray[np.int64]
 I8 = npt.NDArray[np.int8]
 F64 = npt.NDArray[np.float64]
 
+MAX_REDEMPTION_POINTS = 10**12  # the most points one redemption may carry (the API's limit)
+
 
 class Channel(IntEnum):
     HOMEPAGE_CARD = 1

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 from ortools.graph.python import max_flow
 
-from allocator.domain import I32, I64, Channel, Problem, ProblemInputs, Program
+from allocator.domain import I32, I64, MAX_REDEMPTION_POINTS, Channel, Problem, ProblemInputs, Program
 from allocator.problem import node_paid_points
 
-ROOM_LIMIT = 10**12  # the most points one redemption may carry (the API's limit): rooms are quoted up to it
+ROOM_LIMIT = MAX_REDEMPTION_POINTS  # the most points one redemption may carry: rooms are quoted up to it
 
 
 def residual_room(

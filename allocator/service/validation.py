@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from allocator.convert import parse_date
-from allocator.domain import Channel, Program, Rules
+from allocator.domain import MAX_REDEMPTION_POINTS, Channel, Program, Rules
 from allocator.errors import InvalidArgument
 from trafficalloc.v1 import allocator_pb2 as pb
 
@@ -33,7 +33,7 @@ class Limits:
     max_id_len: int = 128
     max_region_len: int = 64
     max_regions: int = 64
-    max_points: int = 10**12
+    max_points: int = MAX_REDEMPTION_POINTS
     max_capacity: int = 10**12
     max_price: int = 10**6
     max_weight: float = 1_000.0

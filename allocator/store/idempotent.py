@@ -81,6 +81,11 @@ class IdempotentWriter:
 
     @staticmethod
     def _check(raw: bytes, digest: str) -> CommitResult:
-        if raw[:DIGEST_LEN].decode() != digest:
-            raise RequestConflict("request_id was already used with different content")
-        return CommitResult(response=raw[DIGEST_LEN:], replayed=True)
+        return CommitResult(response=stored_answer(raw, digest), replayed=True)
+
+
+def stored_answer(raw: bytes, digest: str) -> bytes:
+    """The answer stored after a request's content digest; RequestConflict when the digest differs."""
+    if raw[:DIGEST_LEN].decode() != digest:
+        raise RequestConflict("request_id was already used with different content")
+    return raw[DIGEST_LEN:]

@@ -17,7 +17,7 @@ from typing import Any, cast
 import redis
 
 from allocator.store.connect import RedisClient
-from allocator.store.idempotent import DIGEST_LEN, RequestConflict
+from allocator.store.idempotent import RequestConflict, stored_answer
 from allocator.store.keys import Keys
 
 NODE_TOTAL = "_n"
@@ -295,10 +295,7 @@ class ServingStore:
         raw = self._r.get(self._k.serving_report_request(date, request_id))
         if raw is None:
             return None
-        text = cast(bytes, raw).decode()
-        if text[:DIGEST_LEN] != digest:
-            raise RequestConflict("request_id was already used with different content")
-        shown, over, plan = text[DIGEST_LEN:].split(" ", 2)
+        shown, over, plan = stored_answer(cast(bytes, raw), digest).decode().split(" ", 2)
         return int(shown), int(over), plan
 
     def fields_on_nodes(self, node_keys: Sequence[str], fields: Sequence[str]) -> list[list[int]]:
