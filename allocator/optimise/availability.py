@@ -42,10 +42,6 @@ def residual_room(
     dem = problem.arc_demand.astype(np.int32)
     head = problem.arc_node.astype(np.int32) + n_dem
     back = np.flatnonzero(flow > 0)
-    # Each opened source arc carries at most ROOM_LIMIT: a cut of value below it holds no source arc, so
-    # rooms below the limit are exact, and no flow the solver adds up can pass int64 (a day's paid
-    # capacity can: 100,000 nodes of up to 10^15 points)
-    infinite = ROOM_LIMIT
     tails = np.concatenate([
         np.full(n_nodes, source, np.int32),  # 1. new source -> node (opened per question)
         nodes,  # 2. node -> sink: the paid capacity the plan leaves
@@ -65,7 +61,10 @@ def residual_room(
     rooms = []
     for chosen in source_nodes:
         capacity = np.zeros(n_nodes, np.int64)
-        capacity[chosen] = infinite
+        # each opened source arc carries at most ROOM_LIMIT: a cut of value below it holds no source arc,
+        # so rooms below the limit are exact, and no flow the solver adds up can pass int64 (a day's paid
+        # capacity can: 100,000 nodes of up to 10^15 points)
+        capacity[chosen] = ROOM_LIMIT
         graph.set_arcs_capacity(source_arcs, capacity)
         status = graph.solve(source, sink)
         if status != graph.OPTIMAL:
@@ -103,12 +102,8 @@ def most_points_for_flight(room_by_day: list[int]) -> int:
     if n == 0:
         return 0
     m = min(room_by_day)
-    if n * m >= ROOM_LIMIT:  # every day owes at most ceil(ROOM_LIMIT / n) <= m
-        return ROOM_LIMIT
     for r in range(n - 1, -1, -1):
-        x = n * m + r
-        if x > ROOM_LIMIT:
-            continue
+        x = min(n * m + r, ROOM_LIMIT)  # (ROOM_LIMIT <= n*m always fits: no day owes more than m)
         dues = [x * (k + 1) // n - x * k // n for k in range(n)]
         if all(d <= room for d, room in zip(dues, room_by_day, strict=True)):
             return x

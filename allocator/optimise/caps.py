@@ -30,21 +30,15 @@ def kappa_fraction(kappa: float) -> Fraction:
 
 
 def group_sums(groups: np.ndarray, values: I64, n_groups: int) -> np.ndarray:
-    """Sum of the non-negative `values` per group, exactly: int64 where the sums fit, else Python integers
-    (an object array), never a wrapped sum."""
+    """Sum of the non-negative `values` per group, exactly: int64 where every sum is below 2^53 (float64
+    adds such integers exactly), else Python integers (an object array), never a wrapped sum."""
     values = np.asarray(values, dtype=np.int64)
     rough = np.bincount(groups, weights=values.astype(np.float64), minlength=n_groups)
-    if rough.size == 0 or rough.max() < 2**53:  # every partial sum an integer below 2^53: exact in float64
+    if rough.size == 0 or rough.max() < 2**53:
         return rough.astype(np.int64)
-    if rough.max() < _FITS:
-        exact = np.zeros(n_groups, np.int64)
-        np.add.at(exact, groups, values)
-        return exact
-    big = np.zeros(n_groups, dtype=object)
-    big[:] = 0
-    for g, v in zip(groups.tolist(), values.tolist(), strict=True):
-        big[g] += v
-    return big
+    exact = np.zeros(n_groups, dtype=object)
+    np.add.at(exact, groups, values.astype(object))
+    return exact
 
 
 def spread_caps(kappa: float, amount: np.ndarray, part: I64, total: np.ndarray) -> I64:

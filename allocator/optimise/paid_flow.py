@@ -263,8 +263,7 @@ def _restricted(
     Overflow costs spread_penalty more than any value it adds, so an optimum uses it only to deliver
     points the capped parts cannot: mostly into nodes the capped parts cannot fill (on the service's own
     day, none at all). The guess only decides how fast; the certificate decides the answer."""
-    capped_room = np.zeros(paidcap.size, np.int64)
-    np.add.at(capped_room, problem.arc_node, caps[:a])
+    capped_room = group_sums(problem.arc_node, caps[:a], paidcap.size)
     over_node = heads[a:b] - n_dem
     kept = capped_room[over_node] < paidcap[over_node]
     if int(kept.sum()) > MAX_KEPT_OVERFLOW_SHARE * (b - a):
