@@ -6,7 +6,6 @@ Each method is thin; every error path goes through rpc_boundary (allocator/servi
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import threading
 import time
 import uuid
@@ -16,7 +15,6 @@ from typing import TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
-from google.protobuf.message import Message
 
 from allocator.convert import redemption_from_pb, rules_to_pb, stored_redemption
 from allocator.domain import Channel, Program, Rules
@@ -26,6 +24,7 @@ from allocator.explain import explain
 from allocator.plan_codec import Cell, PlanView
 from allocator.planner import Planner, SolveOutcome
 from allocator.service import validation as v
+from allocator.service.digest import content_digest
 from allocator.service.serving_rpcs import ServingRpcs
 from allocator.service.status import rpc_boundary
 from allocator.store.keys import Keys
@@ -35,14 +34,6 @@ from trafficalloc.v1 import allocator_pb2_grpc as pb_grpc
 
 Ctx: TypeAlias = grpc.ServicerContext
 T = TypeVar("T")
-
-
-def content_digest(request: Message) -> str:
-    """sha256 of the request without its request_id: what "the same content" means for a retry."""
-    copy = type(request)()
-    copy.CopyFrom(request)
-    copy.ClearField("request_id")
-    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
 class AllocatorServicer(ServingRpcs, pb_grpc.AllocatorServiceServicer):

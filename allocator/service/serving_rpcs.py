@@ -14,6 +14,7 @@ from allocator.convert import redemption_from_pb
 from allocator.errors import FailedPrecondition, NotFound
 from allocator.problem import points_due
 from allocator.service import serving_validation as sv
+from allocator.service.digest import content_digest
 from allocator.service.status import rpc_boundary
 from trafficalloc.v1 import allocator_pb2 as pb
 
@@ -54,8 +55,6 @@ class ServingRpcs:
 
     @rpc_boundary
     def ReportDelivery(self, request: pb.ReportDeliveryRequest, context: Ctx) -> pb.ReportDeliveryResponse:
-        from allocator.service.servicer import content_digest
-
         date = sv.check_report(request, self.limits)
         key = date.isoformat()
         digest = content_digest(request)  # a report's request id with other counts is a conflict, not a retry
@@ -98,8 +97,6 @@ class ServingRpcs:
 
     @rpc_boundary
     def Replan(self, request: pb.ReplanRequest, context: Ctx) -> pb.ReplanResponse:
-        from allocator.service.servicer import content_digest
-
         date = sv.check_replan(request, self.limits)
         return self.replanner.replan(
             request.request_id,
