@@ -34,9 +34,9 @@ err_console = Console(stderr=True, highlight=False)
 
 EXIT_OK, EXIT_OTHER, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REJECTED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
 # Number options checked while parsing (exit 2), where the server cannot check them or a bad value would
-# only surface as an unrelated error: a deadline of inf or ~1e10 s makes gRPC fail the call at once with
-# DEADLINE_EXCEEDED (a day is surely a typo), a solve's time limit is the server's 0..3600 (docs/api.md),
-# and an int64 field cannot carry a larger integer at all.
+# only surface as an unrelated error: a deadline over a day is surely a typo (the client library itself
+# takes inf as no deadline), a solve's time limit is the server's 0..3600 (docs/api.md), and an int64
+# field cannot carry a larger integer at all.
 MAX_TIMEOUT_S = 86_400.0
 MAX_TIME_LIMIT_S = 3_600.0
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

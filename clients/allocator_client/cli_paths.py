@@ -24,7 +24,8 @@ def check_output_file(path: Path, option: str) -> None:
         raise typer.BadParameter(f"{path} is a directory; give a file name", param_hint=option)
     parent = path.parent
     if not parent.is_dir():
-        what = "is not a directory" if parent.exists() or _blocked_by_file(parent) else "does not exist"
+        blocked = not _nearest_existing(parent).is_dir()  # the parent, or an ancestor, is a file
+        what = "is not a directory" if blocked else "does not exist"
         raise typer.BadParameter(f"cannot write {path}: {parent} {what}", param_hint=option)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise typer.BadParameter(f"cannot write {path}: no write permission in {parent}", param_hint=option)
@@ -35,9 +36,7 @@ def check_output_dir(path: Path, option: str) -> None:
     nearest existing ancestor that is a file or not writable."""
     if path.exists() and not path.is_dir():
         raise typer.BadParameter(f"{path} is a file, not a directory", param_hint=option)
-    ancestor = path
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = _nearest_existing(path)
     if not ancestor.is_dir():
         raise typer.BadParameter(f"cannot make {path}: {ancestor} is not a directory", param_hint=option)
     if not os.access(ancestor, os.W_OK | os.X_OK):
@@ -51,9 +50,8 @@ def write_failed(path: Path, error: OSError) -> typer.Exit:
     return typer.Exit(EXIT_OTHER)
 
 
-def _blocked_by_file(path: Path) -> bool:
-    """True when some ancestor of a missing path is a file (so the path can never exist)."""
-    for ancestor in path.parents:
-        if ancestor.exists():
-            return not ancestor.is_dir()
-    return False
+def _nearest_existing(path: Path) -> Path:
+    """The path itself if it exists, else its nearest existing ancestor (the root at worst)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
