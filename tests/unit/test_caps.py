@@ -99,8 +99,8 @@ def test_paid_caps_spread_a_demand_whose_supply_passes_two_to_the_63() -> None:
     assert cap.size == 10_000 and set(cap.tolist()) == {120}
 
 
-def test_service_sized_caps_take_the_int64_path_and_match() -> None:
-    """A realistic two-channel day: the caps equal the reference (the fast path's arithmetic)."""
+def test_service_sized_caps_match_the_reference() -> None:
+    """A realistic two-channel day (its products fit int64): the caps equal the reference."""
     nodes = [node(50_000 + 977 * h, channel=c, hour=h, price=40) for c in (HOME, PAY) for h in range(24)]
     reds = [red(1_000 + 37 * i, channels=(HOME, PAY), rid=f"r{i}") for i in range(7)]
     params = SolveParams()
